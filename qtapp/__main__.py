@@ -1,0 +1,49 @@
+"""``quantlens``: the window by default, subcommands for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from qtapp import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from qtapp.cli import register_all
+
+    parser = argparse.ArgumentParser(
+        prog="quantlens",
+        description="Which quantization of a model fits your GPUs, and what it costs in quality "
+        "and speed. Without a command, opens the window.",
+    )
+    parser.add_argument("--version", action="version", version=f"quantlens {__version__}")
+    parser.add_argument(
+        "--smoke-test", action="store_true", help="open the window and exit 0 once it is shown"
+    )
+    parser.add_argument("--demo", action="store_true", help="open the window on the demo model")
+    parser.add_argument("--open", metavar="MODEL", help="open this GGUF file in the window")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    register_all(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--worker"]:
+        from qtapp.core.engine.worker import main as worker_main
+
+        return worker_main()
+    from qtapp.core.logsetup import setup_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(verbose=False)
+    if getattr(args, "func", None) is not None:
+        return int(args.func(args) or 0)
+    from qtapp.ui.app import run_gui
+
+    return run_gui(smoke_test=args.smoke_test, demo=args.demo, model=args.open)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

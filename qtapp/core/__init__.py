@@ -1,0 +1,1 @@
+"""The domain of QuantLens. Plain Python: nothing in this package may import Qt."""

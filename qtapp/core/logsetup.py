@@ -1,0 +1,29 @@
+"""Logging to a file in the log folder (and to stderr for warnings)."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+
+from qtapp.core.paths import app_paths
+
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(verbose: bool = False) -> None:
+    root = logging.getLogger()
+    if any(getattr(h, "_quantlens", False) for h in root.handlers):
+        return
+    root.setLevel(logging.DEBUG)
+    file_handler = logging.handlers.RotatingFileHandler(
+        app_paths().log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+    )
+    file_handler.setFormatter(logging.Formatter(_FORMAT))
+    file_handler.setLevel(logging.DEBUG)
+    file_handler._quantlens = True  # type: ignore[attr-defined]
+    console = logging.StreamHandler()
+    console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    console._quantlens = True  # type: ignore[attr-defined]
+    root.addHandler(file_handler)
+    root.addHandler(console)

@@ -1,0 +1,1 @@
+"""Everything Qt. A thin layer over qtapp.core."""

@@ -1,0 +1,72 @@
+"""Start the window: QApplication, exception hook, smoke test."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+
+def install_excepthook() -> None:
+    """Log any uncaught exception and show it in a dialog instead of dying silently."""
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    def hook(
+        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        log.error("Uncaught exception:\n%s", text)
+        if QApplication.instance() is None or os.environ.get("QUANTLENS_NO_DIALOGS"):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        box = QMessageBox(QMessageBox.Icon.Critical, "QuantLens: unexpected error",
+                          f"{exc_type.__name__}: {exc}")
+        box.setInformativeText("QuantLens keeps running. The details are in the log file.")
+        box.setDetailedText(text)
+        box.exec()
+
+    sys.excepthook = hook
+
+
+def create_app() -> object:
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from qtapp.core.paths import resources_dir
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setApplicationName("QuantLens")
+    app.setOrganizationName("QuantLens")
+    app.setDesktopFileName("quantlens")
+    icon = resources_dir() / "icons" / "quantlens.svg"
+    if icon.exists():
+        app.setWindowIcon(QIcon(str(icon)))
+    return app
+
+
+def run_gui(smoke_test: bool = False, demo: bool = False, model: str | None = None) -> int:
+    from PySide6.QtCore import QTimer
+
+    from qtapp.ui.main_window import MainWindow
+
+    app = create_app()
+    install_excepthook()
+    window = MainWindow()
+    window.show()
+    if model:
+        window.open_model(model)
+    elif demo:
+        window.start_demo()
+    if smoke_test:
+        def check() -> None:
+            shown = window.isVisible()
+            print("smoke test: window shown" if shown else "smoke test: window NOT shown")
+            window.close()
+            app.exit(0 if shown else 1)  # type: ignore[attr-defined]
+
+        QTimer.singleShot(0, check)
+    return int(app.exec())  # type: ignore[attr-defined]

@@ -1,0 +1,116 @@
+"""The main window: a navigation list on the left, one page at a time on the right."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QStackedWidget,
+    QWidget,
+)
+
+from qtapp import __version__
+from qtapp.ui.context import AppContext
+from qtapp.ui.pages import PAGES
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, ctx: AppContext | None = None) -> None:
+        super().__init__()
+        self.ctx = ctx or AppContext(parent=self)
+        self.setWindowTitle(f"QuantLens {__version__}")
+        self.setAcceptDrops(True)
+        self.nav = QListWidget()
+        self.nav.setObjectName("nav")
+        self.nav.setFixedWidth(170)
+        self.stack = QStackedWidget()
+        self.pages: dict[str, QWidget] = {}
+        for index, (key, module_name) in enumerate(PAGES):
+            module = importlib.import_module(f"qtapp.ui.pages.{module_name}")
+            page = module.Page(self.ctx)
+            self.pages[key] = page
+            self.stack.addWidget(page)
+            item = QListWidgetItem(page.title)
+            item.setData(Qt.ItemDataRole.UserRole, key)
+            self.nav.addItem(item)
+            if index < 9:
+                shortcut = QShortcut(QKeySequence(f"Ctrl+{index + 1}"), self)
+                shortcut.activated.connect(lambda k=key: self.show_page(k))
+        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.nav)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        self.ctx.navigate.connect(self.show_page)
+        self.ctx.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.ctx.model_changed.connect(
+            lambda p: self.setWindowTitle(f"{Path(p).name} — QuantLens {__version__}")
+        )
+        self.nav.setCurrentRow(0)
+        self._restore_geometry()
+
+    def show_page(self, key: str) -> None:
+        keys = [k for k, _ in PAGES]
+        if key in keys:
+            self.nav.setCurrentRow(keys.index(key))
+
+    def current_page_key(self) -> str:
+        return PAGES[self.stack.currentIndex()][0]
+
+    def open_model(self, path: str | Path) -> None:
+        self.ctx.open_model(path)
+        self.show_page("fit")
+
+    def start_demo(self) -> None:
+        page = self.pages.get("welcome")
+        starter = getattr(page, "start_demo", None)
+        if callable(starter):
+            starter()
+
+    # -- drag and drop a GGUF anywhere onto the window -----------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        urls = event.mimeData().urls()
+        if urls and any(u.toLocalFile().lower().endswith(".gguf") for u in urls):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        for url in event.mimeData().urls():
+            path = url.toLocalFile()
+            if path.lower().endswith(".gguf"):
+                self.open_model(path)
+                event.acceptProposedAction()
+                return
+
+    # -- geometry and shutdown ---------------------------------------------------------------
+    def _restore_geometry(self) -> None:
+        geometry = self._qsettings().value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 820)
+
+    def _qsettings(self) -> QSettings:
+        """Window geometry only; it lives in the config folder so QUANTLENS_HOME redirects it."""
+        return QSettings(str(self.ctx.paths.config / "window.ini"), QSettings.Format.IniFormat)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self._qsettings().setValue("window/geometry", self.saveGeometry())
+        for page in self.pages.values():
+            closer = getattr(page, "shutdown", None)
+            if callable(closer):
+                closer()
+        self.ctx.jobs.shutdown()
+        super().closeEvent(event)

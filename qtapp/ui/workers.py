@@ -1,0 +1,103 @@
+"""The one adapter between core.jobs and Qt signals; nothing else in ui/ touches threads.
+
+A :class:`JobRunner` runs one :class:`~qtapp.core.jobs.Job` in a Python thread and re-emits its
+events as queued signals on the GUI thread. Widgets never block and never poll a process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from qtapp.core.events import Cancelled, Event, Failed, Finished
+from qtapp.core.jobs import Job, JobSpec
+
+
+class JobRunner(QObject):
+    """Runs one job off the GUI thread. ``event`` fires for every event, ``done`` for the last."""
+
+    event = Signal(object)
+    done = Signal(object)
+
+    def __init__(self, spec: JobSpec, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.spec = spec
+        self.job = Job(spec)
+        self._thread: threading.Thread | None = None
+        self.terminal: Event | None = None
+
+    def start(self) -> None:
+        self.job.start()
+        self._thread = threading.Thread(target=self._pump, daemon=True, name=f"ql-{self.spec.kind}")
+        self._thread.start()
+
+    def _pump(self) -> None:
+        for ev in self.job.events():
+            if isinstance(ev, (Finished, Failed, Cancelled)):
+                self.terminal = ev
+                self.done.emit(ev)
+            else:
+                self.event.emit(ev)
+
+    def cancel(self) -> None:
+        self.job.cancel()
+
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float = 10) -> None:
+        """Block until the pump thread ends (used on close, after cancel)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+class JobManager(QObject):
+    """Runs jobs one at a time, in order (a queue, like Vorta's JobsManager)."""
+
+    queue_changed = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._pending: list[tuple[JobRunner, Callable[[JobRunner], Any] | None]] = []
+        self.current: JobRunner | None = None
+
+    def submit(
+        self, spec: JobSpec, on_start: Callable[[JobRunner], Any] | None = None
+    ) -> JobRunner:
+        runner = JobRunner(spec, self)
+        self._pending.append((runner, on_start))
+        self._next()
+        self.queue_changed.emit()
+        return runner
+
+    def pending(self) -> list[JobRunner]:
+        return [r for r, _ in self._pending]
+
+    def remove(self, runner: JobRunner) -> None:
+        """Drop a job that has not started yet."""
+        self._pending = [(r, f) for r, f in self._pending if r is not runner]
+        self.queue_changed.emit()
+
+    def _next(self) -> None:
+        if self.current is not None and self.current.terminal is None:
+            return
+        if not self._pending:
+            self.current = None
+            return
+        runner, on_start = self._pending.pop(0)
+        self.current = runner
+        runner.done.connect(lambda _ev: self._next())
+        runner.done.connect(lambda _ev: self.queue_changed.emit())
+        if on_start is not None:
+            on_start(runner)
+        runner.start()
+
+    def shutdown(self) -> None:
+        """Cancel everything and wait for the threads: nothing is left behind on close."""
+        self._pending.clear()
+        if self.current is not None:
+            self.current.cancel()
+            self.current.wait()

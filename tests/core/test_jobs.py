@@ -1,0 +1,49 @@
+"""The child-process machinery: events, crashes, cancel."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from qtapp.core.events import Cancelled, Failed, Finished, Progress, Started
+from qtapp.core.jobs import Job, JobSpec
+
+
+def test_echo_streams_events_and_result() -> None:
+    last, seen = Job(JobSpec("echo", {"value": 42, "steps": 3})).run()
+    assert isinstance(last, Finished)
+    assert last.result == {"echo": 42}
+    assert isinstance(seen[0], Started)
+    assert [e.fraction for e in seen if isinstance(e, Progress)] == pytest.approx([1 / 3, 2 / 3, 1])
+
+
+@pytest.mark.parametrize(("how", "words"), [("abort", "SIGABRT"), ("segv", "SIGSEGV"),
+                                            ("kill", "SIGKILL")])
+def test_a_crash_in_the_child_becomes_a_failed_event(how: str, words: str) -> None:
+    last, _ = Job(JobSpec("crash", {"how": how})).run()
+    assert isinstance(last, Failed)
+    assert words in last.message
+    assert last.hint
+
+
+def test_unknown_job_kind_fails_cleanly() -> None:
+    last, _ = Job(JobSpec("no-such-job")).run()
+    assert isinstance(last, Failed)
+    assert "Unknown job kind" in last.message
+
+
+def test_cancel_kills_a_blocked_child_within_a_second() -> None:
+    job = Job(JobSpec("sleep", {"seconds": 120}))
+    events = job.events()
+    assert isinstance(next(events), Started)
+    assert isinstance(next(events), Progress)
+    pid = job.pid
+    assert pid is not None
+    t0 = time.monotonic()
+    job.cancel()
+    assert time.monotonic() - t0 < 1.0
+    assert isinstance(next(events), Cancelled)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
