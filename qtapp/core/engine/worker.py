@@ -23,6 +23,7 @@ HANDLERS: dict[str, str] = {
     "crash": "qtapp.core.engine.selftest:crash",
     "sleep": "qtapp.core.engine.selftest:sleep",
     "llama_info": "qtapp.core.engine.selftest:llama_info",
+    "dry_quantize": "qtapp.core.engine.dry_run:dry_quantize",
 }
 
 Emit = Callable[[Event], None]

@@ -1,0 +1,81 @@
+"""Worker handler ``dry_quantize``: exact per-tensor sizes of a target type or recipe.
+
+llama.cpp's quantizer with ``dry_run`` decides every tensor's type without reading tensor data.
+Its log gives sizes rounded to 0.01 MiB, so the exact bytes are recomputed from each tensor's
+shape and chosen type (``ggml_row_size`` semantics, via the gguf package's block sizes).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import llama_cpp
+
+from qtapp.core.engine.llama_log import LlamaLog
+from qtapp.core.engine.qparams import TENSOR_LINE, QuantParams, QuantRequest
+from qtapp.core.errors import QuantLensError
+from qtapp.core.quants import Recipe, tensor_bytes
+
+
+def block_count(path: str) -> int:
+    """Layer count from the GGUF header (for recipes that name the first and last layer)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path)
+    arch_field = reader.fields.get("general.architecture")
+    if arch_field is None:
+        return 0
+    arch = bytes(arch_field.parts[arch_field.data[0]]).decode()
+    field = reader.fields.get(f"{arch}.block_count")
+    return int(field.parts[field.data[0]][0]) if field is not None else 0
+
+
+def parse_tensor_line(line: str) -> dict[str, Any] | None:
+    match = TENSOR_LINE.match(line.strip())
+    if not match:
+        return None
+    _, _, name, shape_text, src_type, _conv, _size, _new, new_type = match.groups()
+    shape = [int(x) for x in shape_text.split(",") if x.strip()]
+    dst = (new_type or src_type).upper()
+    return {"name": name, "shape": shape, "src_type": src_type.upper(), "type": dst,
+            "bytes": tensor_bytes(dst, shape)}
+
+
+def dry_quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
+    """params: model, target, and the optional QuantRequest fields; user_recipes as dicts."""
+    model = str(params["model"])
+    recipes = {r["name"]: Recipe.from_dict(r) for r in params.get("user_recipes", [])}
+    fields = {k: v for k, v in params.items()
+              if k in QuantRequest.__dataclass_fields__ and k not in ("user_recipes",)}
+    request = QuantRequest(**{k: v for k, v in fields.items() if k != "model"},
+                           user_recipes=recipes)
+    if not request.n_layer:
+        request.n_layer = block_count(model)
+    qp = QuantParams(request, dry_run=True)
+    tensors: list[dict[str, Any]] = []
+    errors: list[str] = []
+
+    def on_line(level: int, line: str) -> None:
+        row = parse_tensor_line(line)
+        if row is not None:
+            tensors.append(row)
+        elif level == 2 or "error" in line.lower():
+            errors.append(line.strip())
+
+    t0 = time.perf_counter()
+    with LlamaLog(on_line):
+        code = llama_cpp.llama_model_quantize(model.encode(), b"/dev/null", qp.pointer())
+    if code != 0 or not tensors:
+        detail = next((e for e in errors if e), "llama.cpp could not read the model")
+        raise QuantLensError(f"Could not size {request.target} for {model}: {detail}",
+                             "Check that the file is a complete GGUF model.")
+    return {
+        "target": request.target,
+        "ftype": qp.ftype_name,
+        "rules": qp.rules,
+        "tensors": tensors,
+        "bytes": sum(t["bytes"] for t in tensors),
+        "needs_imatrix": any("requires an importance matrix" in e for e in errors),
+        "seconds": time.perf_counter() - t0,
+    }
