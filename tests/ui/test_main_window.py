@@ -1,0 +1,33 @@
+"""The window as a whole: it opens, every page is there, it closes with nothing left running."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from qtapp.ui.main_window import MainWindow
+from qtapp.ui.pages import PAGES
+
+
+def test_window_opens_with_every_page_and_navigates(qtbot) -> None:
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.nav.count() == len(PAGES)
+    for key, _ in PAGES:
+        window.show_page(key)
+        assert window.current_page_key() == key
+        assert window.stack.currentWidget() is window.pages[key]
+    window.close()
+    assert not window.ctx.jobs.current
+
+
+def test_smoke_test_flag_exits_zero(quantlens_home) -> None:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QUANTLENS_HOME=str(quantlens_home))
+    proc = subprocess.run([sys.executable, "-m", "qtapp", "--smoke-test"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "window shown" in proc.stdout
+    assert (quantlens_home / "logs" / "quantlens.log").exists()
