@@ -1,0 +1,79 @@
+"""Run a plain Python function (no llama.cpp: those are jobs) off the GUI thread.
+
+Used for file-system scans, unpacking the demo model and reading versions. The function gets the
+:class:`BackgroundCall` itself: ``call.report(fraction, message)``, ``call.emit_item(x)`` and
+``call.should_stop()``; its result or error comes back as queued signals on the GUI thread. Threads are named ``ql-…`` so the tests' dangling-thread guard sees them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from qtapp.core.errors import QuantLensError
+
+log = logging.getLogger(__name__)
+
+Task = Callable[["BackgroundCall"], Any]
+
+
+class BackgroundCall(QObject):
+    """One call in a thread. ``progress``/``item`` while it runs, then ``finished`` or ``failed``."""
+
+    progress = Signal(float, str)
+    item = Signal(object)  # optional stream of partial results (e.g. scan hits)
+    finished = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, task: Task, name: str, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._task = task
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"ql-{name}")
+
+    def start(self) -> BackgroundCall:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            result = self._task(self)
+        except QuantLensError as exc:
+            self._emit(self.failed, str(exc))
+        except Exception as exc:  # noqa: BLE001 - shown to the user, logged with the traceback
+            log.exception("Background task %s failed", self._thread.name)
+            self._emit(self.failed, f"{type(exc).__name__}: {exc}")
+        else:
+            self._emit(self.finished, result)
+
+    @staticmethod
+    def _emit(signal: Any, value: object) -> None:
+        try:
+            signal.emit(value)
+        except RuntimeError:  # the receiver's window was closed meanwhile
+            log.debug("Background result dropped: its receiver is gone")
+
+    # -- for the task, from its thread --------------------------------------------------------
+    def report(self, fraction: float, message: str = "") -> None:
+        self.progress.emit(float(fraction), message)
+
+    def emit_item(self, value: object) -> None:
+        self.item.emit(value)
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
+
+    # -- for the GUI thread --------------------------------------------------------------------
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def is_running(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float = 10) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
