@@ -1,0 +1,186 @@
+"""The Compare page on a filled results store: table, charts, budget, editing, exports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PySide6.QtCore import Qt
+
+from qtapp.core.paths import app_paths
+from qtapp.core.results import ResultsStore
+from qtapp.ui.context import AppContext
+from qtapp.ui.pages.compare_page import Page, detected_budget
+from tests.results_factory import fill_store
+
+GIB = 1024**3
+
+
+@pytest.fixture
+def filled() -> list[int]:
+    with ResultsStore.open() as store:
+        return fill_store(store, points=32)
+
+
+@pytest.fixture
+def page(qtbot, filled: list[int]) -> Page:
+    ctx = AppContext()
+    p = Page(ctx)
+    qtbot.addWidget(p)
+    p.resize(1300, 850)
+    p.show()
+    yield p
+    p.shutdown()
+
+
+def _column(page: Page, key: str) -> int:
+    from qtapp.ui.compare_table import TABLE_COLUMNS
+
+    return [c[0] for c in TABLE_COLUMNS].index(key)
+
+
+def test_page_lists_every_quant_and_shows_the_data_folder(page: Page) -> None:
+    assert page.table.model().rowCount() == 16  # 8 quants x 2 models; plans hidden by default
+    assert "16 runs of 2 models" in page.summary.text()
+    assert str(app_paths().results_db) in page.data_label.text()
+    assert "Type a budget" in page.recommendations.text()  # no GPU here, no budget typed
+    page.kind_box.setCurrentIndex(page.kind_box.findText("All runs"))
+    assert page.table.model().rowCount() == 18
+    page.model_box.setCurrentIndex(page.model_box.findText("Gemma 3 270m"))
+    assert page.table.model().rowCount() == 9
+
+
+def test_sorting_by_size_is_numeric(page: Page) -> None:
+    col = _column(page, "size_gib")
+    page.table.sortByColumn(col, Qt.SortOrder.AscendingOrder)
+    model = page.table.model()
+    sizes = [float(model.index(r, col).data()) for r in range(model.rowCount())]
+    assert sizes == sorted(sizes) and sizes[0] < 0.2 < sizes[-1]
+
+
+def test_budget_line_fits_column_and_recommendations(page: Page) -> None:
+    page.budget_edit.setText("1.5GiB")
+    page.budget_edit.editingFinished.emit()
+    assert "0.5 GiB usable" in page.budget_note.text()
+    assert page.quality_chart.budget_line.value() == pytest.approx(0.5)
+    text = page.recommendations.text()
+    assert "Gemma 3 1b: Q3_K_M" in text and "Gemma 3 270m: F16" in text
+    fits = {r.label: r.fits for r in page.rows if r.model == "Gemma 3 270m"}
+    assert fits["Q2_K"] == "1x1.5GiB"
+
+    page.budget_edit.setText("a lot")
+    page.budget_edit.editingFinished.emit()
+    assert "not a memory budget" in page.budget_note.text()  # said, not crashed
+    assert all(r.fits == "" for r in page.rows)
+
+
+def test_budget_from_detected_gpus() -> None:
+    gpus = (SimpleNamespace(free_bytes=40 * GIB), SimpleNamespace(free_bytes=44 * GIB))
+    b = detected_budget(SimpleNamespace(gpus=gpus), GIB)
+    assert b is not None and b.n_gpus == 2 and b.usable_gib == pytest.approx(82)
+    assert detected_budget(SimpleNamespace(gpus=()), GIB) is None
+    assert detected_budget(None, GIB) is None
+
+
+def test_quality_metric_switch_and_curves_of_selected_runs(page: Page) -> None:
+    page.metric_box.setCurrentIndex(page.metric_box.findData("ppl"))
+    assert "PPL" in page.quality_chart.plotItem.titleLabel.text
+    ids = [r.run_id for r in page.rows if r.label in ("Q8_0", "Q2_K")]
+    page.table.select_runs(ids)
+    assert page.series_box.count() == 0  # charts on hidden tabs are drawn when shown
+    page.tabs.setCurrentIndex(2)
+    assert sorted(page.table.selected_run_ids()) == sorted(ids)
+    assert page.series_box.currentText() == "ppl"
+    curves = page.curves_chart.plotItem.listDataItems()
+    assert len(curves) == 4 and all(len(c.xData) == 32 for c in curves)
+    page.series_box.setCurrentText("kld")
+    assert len(page.curves_chart.plotItem.listDataItems()) == 4
+
+
+def test_refreshes_when_results_change(page: Page, qtbot) -> None:
+    with ResultsStore.open() as store:
+        run = store.begin_run("eval", "/m/new-model-Q5_K_S.gguf", "Q5_K_S", model_name="New")
+        store.finish_run(run, "finished", {"ppl": 9.5, "bytes": 3 * GIB})
+    page.ctx.results_changed.emit()
+    qtbot.waitUntil(lambda: page.table.model().rowCount() == 17, timeout=3000)
+    assert page.model_box.findText("New") > 0
+
+
+def test_rename_annotate_delete(page: Page) -> None:
+    target = next(r.run_id for r in page.rows if r.label == "Q4_K_M")
+    page.table.select_runs([target])
+    assert page.rename_button.isEnabled() and page.delete_button.isEnabled()
+    assert page.rename_selected("Q4_K_M imatrix")
+    assert page.annotate_selected("my pick")
+    page.refresh()
+    row = next(r for r in page.rows if r.run_id == target)
+    assert (row.label, row.note) == ("Q4_K_M imatrix", "my pick")
+    page.table.select_runs([target])
+    assert page.delete_selected(confirm=False) == 1
+    assert target not in {r.run_id for r in page.rows}
+    assert page.table.model().rowCount() == 15
+
+
+def test_exports_from_the_page(page: Page, tmp_path: Path, qtbot) -> None:
+    button = page.export_button
+    with qtbot.waitSignal(page.ctx.status, timeout=2000) as status:
+        path = button.export_to("csv", tmp_path / "t.csv")
+    assert "Exported 16 runs" in status.args[0]
+    assert len(list(csv.DictReader(path.open()))) == 16
+    assert len(json.loads(button.export_to("json", tmp_path / "t.json").read_text())["runs"]) == 16
+    assert button.export_to("html", tmp_path / "t.html").read_text().count("<svg") == 2
+    assert button.export_to("md", tmp_path / "t.md").read_text().startswith("| Model")
+    png = button.export_chart("quality", ".png", tmp_path / "q.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = button.export_chart("speed", ".svg", tmp_path / "s.svg")
+    assert "<svg" in svg.read_text()
+    # an unwritable target is reported, not raised
+    assert button.export_to("csv", tmp_path / "no-such-dir" / "t.csv") is None
+
+
+@pytest.mark.skipif(os.name != "posix", reason="uses a dead POSIX pid")
+def test_start_marks_dead_runs_interrupted_and_cleans_part_files(qtbot) -> None:
+    with ResultsStore.open() as store:
+        run = store.begin_run("quantize", "/m/x.gguf", "Q4_K_M")
+        store._db.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (run,))
+    leftover = app_paths().models / "x-Q4_K_M.gguf.part"
+    leftover.write_bytes(b"half")
+    ctx = AppContext()
+    with qtbot.waitSignal(ctx.status, timeout=3000) as status:
+        p = Page(ctx)
+        qtbot.addWidget(p)
+    assert "interrupted" in status.args[0] and "x-Q4_K_M.gguf.part" in status.args[0]
+    assert not leftover.exists()
+    assert next(r for r in p.rows if r.run_id == run).state == "interrupted"
+    p.shutdown()
+
+
+def test_pyside_refcount_workaround_survives_many_calls(qtbot) -> None:
+    """PySide6 6.12 drops a reference to None on every void call (see qtapp.ui.pyside_fixes)."""
+    import sys
+
+    from PySide6.QtWidgets import QLabel
+
+    from qtapp.ui import pyside_fixes
+
+    pyside_fixes.apply()
+    label = QLabel()
+    qtbot.addWidget(label)
+    for _ in range(20_000):  # several times None's natural reference count on Python 3.11
+        label.setText("x")
+    assert sys.getrefcount(None) > 1000
+
+
+def test_detected_gpus_set_the_budget_until_a_what_if_is_typed(page: Page) -> None:
+    gpu = SimpleNamespace(free_bytes=2 * GIB)
+    page.ctx.set_hardware(SimpleNamespace(gpus=(gpu,)))
+    assert "this PC (1x2GiB free)" in page.budget_note.text()  # 1 GiB usable after the margin
+    assert page.quality_chart.budget_line.value() == pytest.approx(1.0)
+    page.budget_edit.setText("2x48GiB")
+    page.budget_edit.editingFinished.emit()
+    page.ctx.set_hardware(SimpleNamespace(gpus=(SimpleNamespace(free_bytes=8 * GIB),)))
+    assert "94.0 GiB usable" in page.budget_note.text()  # the typed budget wins
