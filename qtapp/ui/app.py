@@ -45,6 +45,10 @@ def create_app() -> object:
     icon = resources_dir() / "icons" / "quantlens.svg"
     if icon.exists():
         app.setWindowIcon(QIcon(str(icon)))
+    from qtapp.core.settings import Settings
+    from qtapp.ui.theme import apply_theme
+
+    apply_theme(Settings.load().theme, app)  # type: ignore[arg-type]
     return app
 
 

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from qtapp import __version__
 from qtapp.ui.context import AppContext
+from qtapp.ui.menus import install_menus
 from qtapp.ui.pages import PAGES
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class MainWindow(QMainWindow):
             lambda p: self.setWindowTitle(f"{Path(p).name} — QuantLens {__version__}")
         )
         self.nav.setCurrentRow(0)
+        install_menus(self)  # File (Open, Recent, Quit), Help (About): qtapp/ui/menus.py
         self._restore_geometry()
 
     def show_page(self, key: str) -> None:
