@@ -60,7 +60,10 @@ class MainWindow(QMainWindow):
         self.ctx.model_changed.connect(
             lambda p: self.setWindowTitle(f"{Path(p).name} — QuantLens {__version__}")
         )
-        self.nav.setCurrentRow(0)
+        # the Welcome page greets a first run; after that the window opens on the hardware view
+        from qtapp.core.settings import Settings
+
+        self.show_page("hardware" if Settings.load().first_run_done else "welcome")
         install_menus(self)  # File (Open, Recent, Quit), Help (About): qtapp/ui/menus.py
         self._restore_geometry()
 

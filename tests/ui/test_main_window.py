@@ -31,3 +31,16 @@ def test_smoke_test_flag_exits_zero(quantlens_home) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "window shown" in proc.stdout
     assert (quantlens_home / "logs" / "quantlens.log").exists()
+
+
+def test_first_run_greets_then_later_starts_open_on_hardware(qtbot) -> None:
+    first = MainWindow()
+    qtbot.addWidget(first)
+    first.show()
+    assert first.current_page_key() == "welcome"
+    first.close()
+    second = MainWindow()
+    qtbot.addWidget(second)
+    second.show()
+    assert second.current_page_key() == "hardware"
+    second.close()
