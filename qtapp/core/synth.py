@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter, TokenType
 
-_WORDS = (
+_SENTENCE = (
     "the of and to in a is that for it as was with be by on not he this are or his from at which "
     "but have an had they you were their one all we can her has there been if more when will "
     "would who so no out up into do only what time about than other its them some could "
     "first two new may people my like over also after years world made"
-).split()
+)
+_WORDS = _SENTENCE.split()
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from collections.abc import Callable
 
@@ -34,10 +35,9 @@ class LlamaLog:
                 import sys
 
                 print(line, file=sys.stderr)
-            try:
+            # never let a handler bug unwind through C
+            with contextlib.suppress(Exception):
                 self._handler(self._level, line)
-            except Exception:  # noqa: BLE001 - never let a handler bug unwind through C
-                pass
 
     def flush(self) -> None:
         if self._buffer:
