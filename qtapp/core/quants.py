@@ -78,6 +78,12 @@ ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M"}
 
 #: ggml tensor types by name (``GGMLQuantizationType`` of the gguf package: BF16 = 30, TQ1_0 = 34 ...)
 GGML_TYPES: dict[str, int] = {t.name: int(t.value) for t in GGMLQuantizationType}
+#: (block size, bytes per block) of every type, with those newer than the gguf package
+#: (from ggml-common.h of the pinned llama.cpp: block_q2_0 is an fp16 scale + 64 2-bit quants)
+BLOCK_SIZES: dict[str, tuple[int, int]] = {t.name: GGML_QUANT_SIZES[t] for t in GGML_QUANT_SIZES}
+for _name, _id, _size in (("Q2_0", 42, (64, 18)),):
+    GGML_TYPES.setdefault(_name, _id)
+    BLOCK_SIZES.setdefault(_name, _size)
 
 
 def ggml_type_id(name: str) -> int:
@@ -89,7 +95,7 @@ def ggml_type_id(name: str) -> int:
 
 def tensor_bytes(type_name: str, shape: list[int] | tuple[int, ...]) -> int:
     """Exact bytes of a tensor of ggml ``shape`` (ne0 first) stored as ``type_name``."""
-    block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType[type_name.upper()]]
+    block, type_size = BLOCK_SIZES[type_name.upper()]
     ne0 = int(shape[0])
     rows = 1
     for dim in shape[1:]:

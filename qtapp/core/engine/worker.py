@@ -23,7 +23,14 @@ HANDLERS: dict[str, str] = {
     "crash": "qtapp.core.engine.selftest:crash",
     "sleep": "qtapp.core.engine.selftest:sleep",
     "llama_info": "qtapp.core.engine.selftest:llama_info",
+    "evaluate": "qtapp.core.engine.evaluate:evaluate",
+    "speed": "qtapp.core.engine.evaluate:speed",
     "dry_quantize": "qtapp.core.engine.dry_run:dry_quantize",
+    "quantize": "qtapp.core.engine.quantize:quantize",
+    "dry_load": "qtapp.core.engine.dry_load:dry_load",
+    "dry_load_many": "qtapp.core.engine.dry_load:dry_load_many",
+    "real_load": "qtapp.core.engine.dry_load:real_load",
+    "dry_quantize_many": "qtapp.core.engine.dry_sizes:dry_quantize_many",
 }
 
 Emit = Callable[[Event], None]

@@ -1,10 +1,46 @@
-"""The Fit page (placeholder until its issue lands)."""
+"""The Fit page: which quantization of the open model fits the GPUs, at what context and speed.
+
+Every control change replans at once from the instant analytic figures (a plan of ~40 rows takes
+milliseconds); llama.cpp's exact figures (dry-run quantization of every target, a no-alloc load
+for the KV / compute sizes) run in worker children and swap in when they finish, marked "exact".
+"""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+import logging
+from pathlib import Path
+from typing import Any
 
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from qtapp.core import fit_exact
+from qtapp.core.devices import host_device
+from qtapp.core.events import Failed, Finished, Progress
+from qtapp.core.jobs import JobSpec
+from qtapp.core.kv_model import ContextSettings
+from qtapp.core.model import ModelInfo, read_model
+from qtapp.core.plan import Plan, PlanInputs, PlanRow, Weights, make_plan, targets_for
+from qtapp.ui.background import BackgroundCall
+from qtapp.ui.banner import Banner
 from qtapp.ui.context import AppContext
+from qtapp.ui.device_bars import DeviceBars
+from qtapp.ui.fit_controls import FitControls
+from qtapp.ui.fit_table import FitTable
+from qtapp.ui.model_card import ModelCard, human_bytes
+from qtapp.ui.workers import JobRunner
+
+log = logging.getLogger(__name__)
+EXACT_DELAY_MS = 350  # settle time before asking llama.cpp for a settings change
 
 
 class Page(QWidget):
@@ -14,5 +50,309 @@ class Page(QWidget):
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
         self.ctx = ctx
-        layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Fit"))
+        self.model: ModelInfo | None = None
+        self.plan: Plan | None = None
+        self.host = host_device(ctx.hardware)
+        self.weights: dict[str, Weights] = {}
+        self.exact: dict[ContextSettings, fit_exact.ExactFigures] = {}
+        self._weights_job: JobRunner | None = None
+        self._memory_job: JobRunner | None = None
+        self._memory_for: ContextSettings | None = None
+        self._loader: BackgroundCall | None = None
+        self.last_plan_ms = 0.0
+        self._build()
+        self._replan_timer = QTimer(self, singleShot=True, interval=0)
+        self._replan_timer.timeout.connect(self.replan)
+        self._exact_timer = QTimer(self, singleShot=True, interval=EXACT_DELAY_MS)
+        self._exact_timer.timeout.connect(self._request_memory)
+        self.controls.changed.connect(self._on_settings)
+        ctx.model_changed.connect(self.open_model)
+        ctx.hardware_changed.connect(self._on_hardware)
+        if ctx.hardware is not None:
+            self._on_hardware(ctx.hardware)
+        if ctx.model_path is not None:
+            self.open_model(ctx.model_path)
+
+    # -- layout ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(16, 12, 16, 12)
+        root.setSpacing(10)
+        top = QHBoxLayout()
+        heading = QLabel("Fit")
+        f = heading.font()
+        f.setPointSizeF(f.pointSizeF() * 1.5)
+        f.setBold(True)
+        heading.setFont(f)
+        top.addWidget(heading)
+        self.path_label = QLabel("Open a GGUF model to see which quantization fits.")
+        self.path_label.setStyleSheet("color: palette(placeholder-text);")
+        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        top.addWidget(self.path_label, 1)
+        self.open_button = QPushButton("Open model…")
+        self.open_button.clicked.connect(self._choose_file)
+        top.addWidget(self.open_button)
+        root.addLayout(top)
+        self.banner = Banner()
+        root.addWidget(self.banner)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        left_l = QVBoxLayout(left)
+        left_l.setContentsMargins(0, 0, 6, 0)
+        self.card = ModelCard()
+        self.controls = FitControls()
+        left_l.addWidget(self.card)
+        left_l.addWidget(self.controls)
+        left_l.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setMinimumWidth(390)
+        split.addWidget(scroll)
+        right = QWidget()
+        right_l = QVBoxLayout(right)
+        right_l.setContentsMargins(6, 0, 0, 0)
+        caption = QLabel(
+            "Memory in GiB per device: weights + KV cache + compute + CUDA overhead. "
+            "★ recommended. Select rows, then Quantize selected."
+        )
+        caption.setStyleSheet("color: palette(placeholder-text);")
+        right_l.addWidget(caption)
+        self.table = FitTable()
+        self.table.row_selected.connect(self._on_row)
+        right_l.addWidget(self.table, 1)
+        self.bars = DeviceBars()
+        right_l.addWidget(self.bars)
+        bottom = QHBoxLayout()
+        self.exact_label = QLabel("")
+        self.exact_label.setStyleSheet("color: palette(placeholder-text);")
+        bottom.addWidget(self.exact_label, 1)
+        self.quantize_button = QPushButton("Quantize selected…")
+        self.quantize_button.setEnabled(False)
+        self.quantize_button.setToolTip("Queue the selected types on the Quantize page.")
+        self.quantize_button.clicked.connect(self.quantize_selected)
+        bottom.addWidget(self.quantize_button)
+        right_l.addLayout(bottom)
+        split.addWidget(right)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([400, 900])
+        root.addWidget(split, 1)
+
+    # -- model ----------------------------------------------------------------------------------
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a GGUF model", "", "GGUF models (*.gguf);;All files (*)"
+        )
+        if path:
+            self.ctx.open_model(path)
+
+    def open_model(self, path: object) -> None:
+        path = Path(str(path))
+        self.path_label.setText(f"Reading {path.name}…")
+        self._cancel_jobs()
+        call = BackgroundCall(lambda _c: read_model(path), "fit-read", self)
+        call.finished.connect(self._on_model_read)
+        call.failed.connect(self._on_model_failed)
+        self._loader = call.start()
+
+    def _on_model_failed(self, message: str) -> None:
+        self.model = None
+        self.path_label.setText("No model open.")
+        self.banner.set_message("error", "This file cannot be planned", message)
+        self.quantize_button.setEnabled(False)
+
+    def _on_model_read(self, m: object) -> None:
+        assert isinstance(m, ModelInfo)
+        self.model = m
+        self.weights = {}
+        self.exact = {}
+        self.path_label.setText(str(m.path))
+        self.card.set_model(m)
+        self.controls.set_max_context(m.n_ctx_train)
+        self.controls.blockSignals(True)
+        self.controls.set_context(min(m.n_ctx_train or 4096, 8192))
+        self.controls.blockSignals(False)
+        for t in targets_for(m):
+            hit = fit_exact.cached_weights(m, t)
+            if hit is not None:
+                self.weights[t] = hit
+        self.replan()
+        self._request_weights()
+        self._request_memory()
+
+    def _on_hardware(self, report: Any) -> None:
+        self.host = host_device(report)
+        self.controls.set_hardware(report)
+
+    # -- planning -------------------------------------------------------------------------------
+    def _on_settings(self) -> None:
+        self._replan_timer.start()
+        self._exact_timer.start()
+
+    def inputs(self) -> PlanInputs | None:
+        if self.model is None:
+            return None
+        return PlanInputs(
+            self.model,
+            self.controls.settings(),
+            self.controls.gpus(),
+            self.controls.host(self.host),
+            margin=self.controls.margin_bytes(),
+            weights=self.weights,
+            exact=self.exact,
+        )
+
+    def replan(self) -> None:
+        import time
+
+        inp = self.inputs()
+        if inp is None:
+            return
+        t0 = time.perf_counter()
+        self.plan = make_plan(inp)
+        self.table.set_plan(self.plan)
+        self.last_plan_ms = (time.perf_counter() - t0) * 1000
+        self._show_recommendation(self.plan)
+        self._update_exact_label()
+        self.quantize_button.setEnabled(True)
+
+    def _show_recommendation(self, plan: Plan) -> None:
+        gpus = [d for d in plan.devices if d.is_gpu]
+        where = ("what-if " if self.controls.is_what_if() else "") + (
+            f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}" if gpus else "the CPU only"
+        )
+        if plan.recommended is None:
+            self.banner.set_message("error", f"Nothing fits on {where}", plan.why)
+            return
+        row = plan.row(plan.recommended)
+        level = "info" if row is not None and row.verdict == "fits" else "warning"
+        ctx_text = f" · up to {plan.recommended_ctx:,} tokens" if plan.recommended_ctx else ""
+        self.banner.set_message(
+            level, f"Recommended for {where}: {plan.recommended}{ctx_text}", plan.why
+        )
+
+    def _on_row(self, row: PlanRow | None) -> None:
+        if row is None:
+            self.bars.set_devices([], "")
+            return
+        name = "the current file" if row.type == "current" else row.type
+        self.bars.set_devices(
+            row.devices,
+            f"Memory per device for {name} ({human_bytes(row.weights_bytes)} of weights)",
+        )
+
+    # -- exact figures ---------------------------------------------------------------------------
+    def _request_weights(self) -> None:
+        m = self.model
+        if m is None or self._weights_job is not None:
+            return
+        missing = [t for t in targets_for(m) if t not in self.weights]
+        if not missing:
+            return
+        spec = JobSpec(
+            "dry_quantize_many",
+            {
+                "model": str(m.path),
+                "targets": missing,
+                "allow_requantize": True,
+                "n_layer": m.n_layer,
+            },
+        )
+        runner = JobRunner(spec, self)
+        runner.event.connect(self._on_weights_event)
+        runner.done.connect(lambda ev, mm=m: self._on_weights_done(mm, ev))
+        self._weights_job = runner
+        runner.start()
+        self._update_exact_label()
+
+    def _on_weights_event(self, ev: object) -> None:
+        if isinstance(ev, Progress):
+            self.exact_label.setText(f"Sizing with llama.cpp… {ev.fraction:.0%} ({ev.message})")
+
+    def _on_weights_done(self, m: ModelInfo, ev: object) -> None:
+        self._weights_job = None
+        if m is not self.model:
+            return
+        if isinstance(ev, Finished):
+            for t, r in ev.result.get("results", {}).items():
+                self.weights[t] = fit_exact.store_weights(m, t, r)
+            self._replan_timer.start()
+        elif isinstance(ev, Failed):
+            log.warning("exact weights failed: %s", ev.message)
+            self.exact_label.setText(f"llama.cpp could not size the targets: {ev.message}")
+
+    def _request_memory(self) -> None:
+        m = self.model
+        if m is None:
+            return
+        cs = self.controls.settings()
+        if cs in self.exact:
+            return
+        hit = fit_exact.cached_memory(m, cs)
+        if hit is not None:
+            self.exact[cs] = hit
+            self._replan_timer.start()
+            return
+        if self._memory_job is not None:
+            return  # re-asked when this one finishes
+        runner = JobRunner(JobSpec("dry_load", fit_exact.memory_params(m, cs)), self)
+        runner.done.connect(lambda ev, mm=m, c=cs: self._on_memory_done(mm, c, ev))
+        self._memory_job = runner
+        self._memory_for = cs
+        runner.start()
+
+    def _on_memory_done(self, m: ModelInfo, cs: ContextSettings, ev: object) -> None:
+        self._memory_job = None
+        if m is not self.model:
+            return
+        if isinstance(ev, Finished):
+            self.exact[cs] = fit_exact.store_memory(m, cs, ev.result)
+            self._replan_timer.start()
+        elif isinstance(ev, Failed):
+            log.warning("exact KV/compute failed: %s", ev.message)
+        if self.controls.settings() != cs:
+            self._request_memory()
+
+    def _update_exact_label(self) -> None:
+        if self.model is None or self.plan is None:
+            return
+        n_exact = sum(1 for r in self.plan.rows if r.weights_exact)
+        mem = "exact" if self.controls.settings() in self.exact else "estimated"
+        busy = " · llama.cpp is sizing the rest…" if self._weights_job is not None else ""
+        self.exact_label.setText(
+            f"Weights exact for {n_exact} of {len(self.plan.rows)} rows; KV and compute {mem}"
+            f"{busy}. * speeds are predicted."
+        )
+
+    def is_busy(self) -> bool:
+        return self._weights_job is not None or self._memory_job is not None
+
+    # -- actions ----------------------------------------------------------------------------------
+    def quantize_selected(self) -> None:
+        if self.model is None:
+            return
+        types = [t for t in self.table.selected_types() if t != "current"]
+        if not types and self.plan is not None and self.plan.recommended:
+            types = [self.plan.recommended]
+        self.ctx.navigate.emit("quantize")
+        window = self.window()
+        page = getattr(window, "pages", {}).get("quantize") if window is not None else None
+        if page is not None and hasattr(page, "queue_from_fit") and types:
+            page.queue_from_fit(self.model.path, types)
+        self.ctx.status.emit(f"Queued {', '.join(types)} for quantization." if types else "")
+
+    def _cancel_jobs(self) -> None:
+        for runner in (self._weights_job, self._memory_job):
+            if runner is not None:
+                runner.cancel()
+                runner.wait()
+        self._weights_job = self._memory_job = None
+
+    def shutdown(self) -> None:
+        self._replan_timer.stop()
+        self._exact_timer.stop()
+        self._cancel_jobs()
+        if self._loader is not None:
+            self._loader.wait()

@@ -1,0 +1,191 @@
+"""``quantlens plan MODEL``: which quantization fits the GPUs, and how well it runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from qtapp.core.devices import MIB, Device, host_device, parse_gpu_spec, probe_devices
+from qtapp.core.errors import QuantLensError
+from qtapp.core.kv_model import KV_TYPES, ContextSettings
+from qtapp.core.model import read_model
+from qtapp.core.plan import Plan, PlanInputs, make_plan, targets_for
+from qtapp.core.quants import ALIASES, QUANT_TYPES, RECIPES
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "plan",
+        help="predict memory per quant type and recommend one that fits",
+        description="Predict weights, KV cache and compute memory per device for "
+        "every llama.cpp quant type and recipe, and recommend the best that fits.",
+    )
+    p.add_argument("model", help="a GGUF file (any shard of a split model)")
+    p.add_argument("--ctx", type=int, default=4096, help="context length (default 4096)")
+    p.add_argument("--kv", default="f16", choices=KV_TYPES, help="KV cache type (K and V)")
+    p.add_argument(
+        "--gpus",
+        default=None,
+        help='what-if GPUs, e.g. "2x48GiB" or "24GiB,12GiB" (default: the real ones)',
+    )
+    p.add_argument("--ram", default=None, help='what-if host RAM, e.g. "256GiB"')
+    p.add_argument(
+        "--ngl",
+        type=int,
+        default=None,
+        help="evaluate this many GPU layers instead of choosing (-1 = all)",
+    )
+    p.add_argument("--margin", type=int, default=1024, help="free VRAM kept per GPU, MiB")
+    p.add_argument("--batch", type=int, default=2048, help="n_batch (default 2048)")
+    p.add_argument("--ubatch", type=int, default=512, help="n_ubatch (default 512)")
+    p.add_argument(
+        "--types", default=None, help="comma-separated quant types / recipes (default: all)"
+    )
+    p.add_argument(
+        "--fast", action="store_true", help="instant estimates only; skip llama.cpp's dry runs"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def _targets(text: str | None, model: Any) -> list[str]:
+    if not text:
+        return targets_for(model)
+    out = []
+    for raw in text.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        key = ALIASES.get(name.upper(), name.upper())
+        match = next((r for r in RECIPES if r.upper() == key), None) or (
+            key if key in QUANT_TYPES else None
+        )
+        if match is None:
+            raise QuantLensError(
+                f"Unknown quant type or recipe {name!r}.",
+                f"Known: {', '.join([*QUANT_TYPES, *RECIPES])}.",
+            )
+        out.append(match)
+    return out
+
+
+def build_inputs(args: argparse.Namespace) -> tuple[PlanInputs, list[str]]:
+    model = read_model(args.model)
+    cs = ContextSettings(
+        n_ctx=args.ctx, type_k=args.kv, type_v=args.kv, n_batch=args.batch, n_ubatch=args.ubatch
+    )
+    gpus = parse_gpu_spec(args.gpus) if args.gpus else probe_devices()
+    host = host_device()
+    if args.ram:
+        ram = parse_gpu_spec(args.ram)[0].total_bytes
+        host = Device("CPU", ram, ram, host.bandwidth, False, "what-if host RAM")
+    inp = PlanInputs(model, cs, gpus, host, margin=args.margin * MIB, ngl=args.ngl)
+    return inp, _targets(args.types, model)
+
+
+def add_exact(inp: PlanInputs, targets: list[str]) -> list[str]:
+    """Swap in llama.cpp's exact figures (cached); returns warnings for the ones that failed."""
+    from qtapp.core import fit_exact
+    from qtapp.core.jobs import run_job
+
+    m = inp.model
+    warnings: list[str] = []
+    missing = []
+    for t in targets:
+        hit = fit_exact.cached_weights(m, t)
+        if hit is not None:
+            inp.weights[t] = hit
+        else:
+            missing.append(t)
+    if missing:
+        try:
+            res = run_job(
+                "dry_quantize_many",
+                model=str(m.path),
+                targets=missing,
+                allow_requantize=True,
+                n_layer=m.n_layer,
+            )
+            for t, r in res["results"].items():
+                inp.weights[t] = fit_exact.store_weights(m, t, r)
+            warnings += [f"{t}: {e}" for t, e in res["errors"].items()]
+        except QuantLensError as exc:
+            warnings.append(f"exact weights unavailable ({exc.message}); showing estimates")
+    try:
+        inp.exact[inp.settings] = fit_exact.exact_memory(m, inp.settings)
+    except QuantLensError as exc:
+        warnings.append(f"exact KV / compute unavailable ({exc.message}); showing estimates")
+    return warnings
+
+
+def _gib(b: float) -> str:
+    return f"{b / 1024**3:7.2f}"
+
+
+def format_table(plan: Plan) -> str:
+    m = plan.model
+    lines = [
+        f"{m.name} ({m.architecture}, {m.n_params / 1e9:.2f}B params"
+        + (f", {m.n_params_active / 1e9:.2f}B active" if m.is_moe else "")
+        + f", {m.n_layer} layers, file {m.file_type})",
+        "Settings: ctx {n_ctx}, KV {type_k}/{type_v}, n_batch {n_batch}, n_ubatch {n_ubatch}, "
+        "swa_full {swa_full}, flash attention {flash_attn}".format(**plan.settings.to_dict()),
+        "Devices: "
+        + ", ".join(
+            f"{d.name} {d.free_bytes / 1024**3:.1f} GiB free"
+            if d.is_gpu
+            else f"CPU {d.free_bytes / 1024**3:.1f} GiB RAM available"
+            for d in plan.devices
+        )
+        + f" (margin {plan.margin // MIB} MiB per GPU)",
+        "",
+    ]
+    devs = [d.name for d in plan.devices]
+    head = f"{'type':<9} {'bpw':>5} {'weights':>8} " + " ".join(f"{d:>8}" for d in devs)
+    head += f" {'ngl':>4} {'verdict':<8} {'tg t/s':>7} {'pp t/s':>8}  note"
+    lines += [head + "   (GiB; * = exact from llama.cpp; t/s predicted)", "-" * len(head)]
+    for r in plan.rows:
+        star = "*" if r.weights_exact else " "
+        cells = " ".join(_gib(u.total_bytes) + ("*" if r.memory_exact else " ") for u in r.devices)
+        tag = " (imatrix)" if r.needs_imatrix else ""
+        lines.append(
+            f"{r.type:<9} {r.bpw:5.2f} {_gib(r.weights_bytes)}{star}{cells} "
+            f"{r.n_gpu_layers:>4} {r.verdict:<8} {r.predicted_tg_tps:7.1f} "
+            f"{r.predicted_pp_tps:8.0f}  {r.note}{tag}"
+        )
+    lines += [
+        "",
+        f"Recommended: {plan.recommended or 'none'}"
+        + (f" (context up to {plan.recommended_ctx:,})" if plan.recommended_ctx else ""),
+        plan.why,
+    ]
+    rec = plan.row(plan.recommended) if plan.recommended else None
+    if rec is not None and rec.llama_args:
+        cs = plan.settings
+        kv = f" -ctk {cs.type_k} -ctv {cs.type_v}" if cs.type_k != "f16" else ""
+        lines.append(
+            f"llama.cpp placement: llama-server -m <{rec.type} file> -c {cs.n_ctx}{kv} "
+            f"{rec.llama_args}"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        inp, targets = build_inputs(args)
+        warnings = [] if args.fast else add_exact(inp, targets)
+        plan = make_plan(inp, targets)
+    except QuantLensError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(exc.hint, file=sys.stderr)
+        return 2
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=1))
+    else:
+        print(format_table(plan))
+    return 0

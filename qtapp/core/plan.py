@@ -1,0 +1,410 @@
+"""Memory prediction and fit: weights + KV + compute + overhead per device, offload, recommendation.
+
+Pure Python over a :class:`ModelInfo` and per-tensor sizes, so a plan of every quant type takes
+milliseconds (the fit page recomputes it while a slider moves). Exact figures from llama.cpp (the
+quantizer's dry run for weights, a no-alloc load for KV / compute) replace the estimates when the
+caller passes them in (:class:`ExactFigures`).
+
+Placement (which device holds what) lives in :mod:`qtapp.core.placement`, per-tensor sizes in
+:mod:`qtapp.core.weights`; this module builds the rows and the recommendation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from qtapp.core.devices import DEFAULT_MARGIN, GIB, MIB, Device
+from qtapp.core.kv_model import ContextSettings, kv_estimate, pad
+from qtapp.core.model import ModelInfo
+from qtapp.core.placement import (
+    DeviceUse,
+    ExactFigures,
+    Placement,
+    device_uses,
+    fill_gpus,
+    gpus_fit,
+    group_weights,
+    layer_devices,
+    llama_args,
+    moe_upgrade,
+    verdict_of,
+)
+from qtapp.core.quants import QUALITY_ORDER, QUANT_TYPES, RECIPES, quality_rank
+from qtapp.core.speed import predict_speed
+from qtapp.core.weights import (
+    FLOAT_TYPES,
+    Weights,
+    current_weights,
+    estimate_weights,
+    quantizable,
+)
+
+__all__ = [
+    "DeviceUse",
+    "ExactFigures",
+    "Placement",
+    "Plan",
+    "PlanInputs",
+    "PlanRow",
+    "Weights",
+    "current_weights",
+    "estimate_weights",
+    "layer_devices",
+    "llama_args",
+    "make_plan",
+    "plan_row",
+    "quantizable",
+    "targets_for",
+    "largest_context",
+]
+
+#: the lowest type recommended while any better one runs at all (fully or partially)
+QUALITY_FLOOR = "Q2_K"
+
+
+@dataclass
+class PlanRow:
+    type: str
+    weights_bytes: int
+    bpw: float
+    n_gpu_layers: int
+    n_cpu_moe: int
+    verdict: str  # "fits" | "partial" | "no"
+    devices: list[DeviceUse]
+    predicted_tg_tps: float
+    predicted_pp_tps: float
+    weights_exact: bool = False
+    memory_exact: bool = False
+    needs_imatrix: bool = False
+    special: str = ""
+    note: str = ""
+    tensor_split: list[float] | None = None
+    llama_args: str = ""  # the llama.cpp flags that reproduce this placement
+
+    @property
+    def host_bytes(self) -> int:
+        return sum(d.total_bytes for d in self.devices if d.device == "CPU")
+
+    @property
+    def gpu_bytes(self) -> int:
+        return sum(d.total_bytes for d in self.devices if d.device != "CPU")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "weights_bytes": self.weights_bytes,
+            "bpw": round(self.bpw, 3),
+            "n_gpu_layers": self.n_gpu_layers,
+            "n_cpu_moe": self.n_cpu_moe,
+            "verdict": self.verdict,
+            "predicted_tg_tps": round(self.predicted_tg_tps, 2),
+            "predicted_pp_tps": round(self.predicted_pp_tps, 1),
+            "weights_exact": self.weights_exact,
+            "memory_exact": self.memory_exact,
+            "needs_imatrix": self.needs_imatrix,
+            "note": self.note,
+            "tensor_split": self.tensor_split,
+            "llama_args": self.llama_args,
+            "devices": [d.to_dict() for d in self.devices],
+        }
+
+
+@dataclass
+class Plan:
+    model: ModelInfo
+    settings: ContextSettings
+    devices: list[Device]
+    margin: int
+    rows: list[PlanRow]
+    recommended: str | None
+    recommended_ctx: int | None
+    why: str
+
+    def row(self, name: str) -> PlanRow | None:
+        return next((r for r in self.rows if r.type == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.summary(),
+            "hardware": {
+                "devices": [
+                    {
+                        "device": d.name,
+                        "label": d.label,
+                        "total_bytes": d.total_bytes,
+                        "free_bytes": d.free_bytes,
+                        "bandwidth_bytes_per_s": d.bandwidth,
+                    }
+                    for d in self.devices
+                ],
+                "margin_bytes": self.margin,
+            },
+            "settings": self.settings.to_dict(),
+            "recommended": self.recommended,
+            "recommended_ctx": self.recommended_ctx,
+            "why": self.why,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+
+# -- weights -----------------------------------------------------------------------------------
+
+
+@dataclass
+class PlanInputs:
+    model: ModelInfo
+    settings: ContextSettings = field(default_factory=ContextSettings)
+    gpus: list[Device] = field(default_factory=list)
+    host: Device = field(default_factory=lambda: Device("CPU", 0, 0, 40e9, False))
+    margin: int = DEFAULT_MARGIN
+    ngl: int | None = None  # None: choose like llama.cpp's --fit
+    tensor_split: list[float] | None = None
+    weights: dict[str, Weights] = field(default_factory=dict)  # exact sizes by target
+    exact: dict[ContextSettings, ExactFigures] = field(default_factory=dict)
+
+
+def plan_row(
+    inp: PlanInputs, w: Weights, ngl: int | None = None, settings: ContextSettings | None = None
+) -> PlanRow:
+    m = inp.model
+    cs = settings or inp.settings
+    n_all = max(int(m._int("block_count")), m.n_layer)
+    g = group_weights(m, w, n_all)
+    kv = kv_estimate(m, cs)
+    exact = inp.exact.get(cs)
+    kv_layer = list(kv.per_layer) + [0] * (n_all - len(kv.per_layer))
+    if exact is not None and kv.total:
+        # llama.cpp's own totals (identical to the analytic ones up to its log's rounding)
+        ratio = (exact.kv_bytes + exact.recurrent_bytes) / kv.total
+        kv_layer = [int(b * ratio) for b in kv_layer]
+    full = n_all + 1
+    no_experts_cpu = [False] * n_all
+
+    def uses_of(pl: Placement) -> list[DeviceUse]:
+        return device_uses(m, g, kv_layer, cs, inp.gpus, inp.host, pl, inp.margin, exact)
+
+    want = ngl if ngl is not None else inp.ngl
+    if not inp.gpus:
+        pl = Placement([-1] * full, no_experts_cpu)
+    elif want is not None or inp.tensor_split:
+        n = full if want is None or want < 0 else min(want, full)
+        pl = Placement(
+            layer_devices(n_all, n, inp.gpus, inp.tensor_split), no_experts_cpu, inp.tensor_split
+        )
+    else:
+        # llama.cpp's default (all layers, split by free memory) unless it does not fit
+        pl = Placement(layer_devices(n_all, full, inp.gpus), no_experts_cpu)
+        if not gpus_fit(uses_of(pl)):
+            pl = fill_gpus(m, g, kv_layer, cs, inp.gpus, inp.margin, exact, with_experts=True)
+            if m.is_moe and pl.n_gpu_layers < full:
+                # every block's dense part on the GPUs (split as llama.cpp splits layers), the
+                # routed experts on the CPU, then experts back onto each GPU while they fit
+                dense = Placement(layer_devices(n_all, full, inp.gpus), [True] * n_all)
+                if not gpus_fit(uses_of(dense)):
+                    dense = fill_gpus(
+                        m, g, kv_layer, cs, inp.gpus, inp.margin, exact, with_experts=False
+                    )
+                if dense.n_gpu_layers == full:
+                    pl = moe_upgrade(
+                        m, g, kv_layer, cs, inp.gpus, inp.host, dense, inp.margin, exact
+                    )
+                elif dense.n_gpu_layers > pl.n_gpu_layers:
+                    pl = dense
+    uses = uses_of(pl)
+    ngl_used, n_cpu_moe = pl.n_gpu_layers, pl.n_cpu_moe
+    all_on_gpu = bool(inp.gpus) and ngl_used >= full and n_cpu_moe == 0
+    verdict = verdict_of(uses, all_on_gpu or not inp.gpus)
+    tg, pp = predict_speed(
+        m, uses, inp.gpus, inp.host, cs, g.has_float_matrices, min(ngl_used, n_all)
+    )
+    qt = QUANT_TYPES.get(w.target)
+    bpw = 8.0 * w.total / max(m.n_params, 1)
+    note = ""
+    if inp.gpus and ngl_used >= full and n_cpu_moe:
+        note = f"experts of {n_cpu_moe} of {n_all} layers on the CPU"
+    elif inp.gpus and ngl_used < full:
+        note = f"{min(ngl_used, n_all)} of {n_all} layers on the GPUs"
+        if n_cpu_moe and ngl_used:
+            note += f", experts of {n_cpu_moe} on the CPU"
+    row = PlanRow(
+        w.target,
+        w.total,
+        bpw,
+        ngl_used,
+        n_cpu_moe,
+        verdict,
+        uses,
+        tg,
+        pp,
+        weights_exact=w.exact,
+        memory_exact=exact is not None,
+        needs_imatrix=w.needs_imatrix or bool(qt and qt.needs_imatrix),
+        special=qt.special if qt else "",
+        note=note,
+    )
+    row.tensor_split = pl.tensor_split
+    row.llama_args = llama_args(pl, bool(inp.gpus), len(inp.gpus))
+    return row
+
+
+def targets_for(m: ModelInfo) -> list[str]:
+    """Every quant type and recipe, best first; types that only suit other models are left out."""
+    names = [
+        n
+        for n in QUANT_TYPES
+        if not QUANT_TYPES[n].special or (QUANT_TYPES[n].family == "mxfp4" and m.is_moe)
+    ]
+    names += list(RECIPES)
+    return sorted(names, key=lambda n: -quality_rank(n))
+
+
+def _weights_for(inp: PlanInputs, target: str) -> Weights:
+    w = inp.weights.get(target)
+    if w is not None and w.exact and len(w.tensors) < len(inp.model.tensors):
+        # llama.cpp sized only part of the tensors (e.g. a type the gguf package does not know):
+        # fill the gaps with estimates and do not claim exactness
+        est = estimate_weights(inp.model, target)
+        w = Weights(
+            target,
+            {**est.tensors, **w.tensors},
+            exact=False,
+            needs_imatrix=w.needs_imatrix or est.needs_imatrix,
+        )
+    if w is None:
+        key = ("estimate", target)
+        w = inp.model.memo.get(key)
+        if w is None:
+            w = inp.model.memo[key] = estimate_weights(inp.model, target)
+    return w
+
+
+def _candidate(inp: PlanInputs, row: PlanRow) -> bool:
+    if row.type == "current" or row.needs_imatrix or row.special:
+        return False
+    if row.type in ("F32",):
+        return False
+    # re-quantizing to a better type than the file's own gains no quality
+    source = inp.model.file_type
+    if source in QUALITY_ORDER and source not in FLOAT_TYPES:
+        return quality_rank(row.type) <= quality_rank(source)
+    return row.weights_bytes <= inp.model.weights_bytes * 1.02
+
+
+def largest_context(inp: PlanInputs, target: str, verdict: str = "fits") -> int | None:
+    """The largest context (multiple of 256, up to the trained one) keeping ``verdict``."""
+    m = inp.model
+    w = _weights_for(inp, target)
+    top = max(m.n_ctx_train or 0, inp.settings.n_ctx)
+
+    def ok(n: int) -> bool:
+        r = plan_row(
+            inp,
+            w,
+            ngl=(inp.ngl if inp.ngl is not None else None),
+            settings=replace(inp.settings, n_ctx=n),
+        )
+        return r.verdict == verdict
+
+    if not ok(256):
+        return None
+    lo, hi = 1, pad(top, 256) // 256
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid * 256):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo * 256
+
+
+def _gib(b: int) -> str:
+    return f"{b / GIB:.1f} GiB" if b >= GIB else f"{b / MIB:.0f} MiB"
+
+
+def _recommend(inp: PlanInputs, rows: list[PlanRow]) -> tuple[str | None, int | None, str]:
+    cands = sorted((r for r in rows if _candidate(inp, r)), key=lambda r: -quality_rank(r.type))
+    floor = quality_rank(QUALITY_FLOOR)
+    # below the floor only as a last resort: a partial plan of Q2_K beats a full one of Q1_0
+    tiers = [
+        [r for r in cands if quality_rank(r.type) >= floor],
+        [r for r in cands if quality_rank(r.type) < floor],
+    ]
+    budget = sum(u.budget_bytes for u in rows[0].devices if u.device != "CPU")
+    if not inp.gpus:
+        best = next((r for tier in tiers for r in tier if r.verdict != "no"), None)
+        if best is None:
+            return None, None, "Nothing fits in the host's memory at this context."
+        return (
+            best.type,
+            largest_context(inp, best.type),
+            (
+                f"{best.type}: {_gib(best.host_bytes)} of RAM on the CPU, about "
+                f"{best.predicted_tg_tps:.1f} tokens/s predicted (no GPU in this plan)."
+            ),
+        )
+    for tier in tiers:
+        fits = [r for r in tier if r.verdict == "fits"]
+        if fits:
+            best = fits[0]
+            ctx = largest_context(inp, best.type)
+            above = [r for r in cands if quality_rank(r.type) > quality_rank(best.type)]
+            better = above[-1] if above else None
+            plural = "s" if len(inp.gpus) > 1 else ""
+            why = f"{best.type}: {_gib(best.gpu_bytes)} of {_gib(budget)} usable on the GPU{plural}"
+            if better is not None:
+                why += f"; {better.type} needs {_gib(_need(better))}"
+            elif _upcast_blocked(inp, rows, best):
+                why += f"; the file is {inp.model.file_type}, so larger types add no quality"
+            if ctx:
+                why += f"; it still fits at up to {ctx:,} tokens of context"
+            return best.type, ctx, why + "."
+        partial = [r for r in tier if r.verdict == "partial"]
+        if partial:
+            fastest = max(r.predicted_tg_tps for r in partial)
+            best = next(r for r in partial if r.predicted_tg_tps >= 0.5 * fastest)
+            roomy = replace(inp, gpus=[replace(d, free_bytes=1 << 60) for d in inp.gpus])
+            full_speed = plan_row(roomy, _weights_for(inp, best.type)).predicted_tg_tps
+            return (
+                best.type,
+                None,
+                (
+                    f"Nothing fits fully on the GPUs; best partial plan: {best.type} with "
+                    f"{best.note or 'partial offload'}, {_gib(best.host_bytes)} of host RAM, about "
+                    f"{best.predicted_tg_tps:.1f} tokens/s predicted (about {full_speed:.0f} with "
+                    f"enough VRAM)."
+                ),
+            )
+    return None, None, "Nothing fits, even with partial offload, at this context and hardware."
+
+
+def _upcast_blocked(inp: PlanInputs, rows: list[PlanRow], best: PlanRow) -> bool:
+    return any(
+        r.verdict == "fits"
+        and r.type != "current"
+        and not _candidate(inp, r)
+        and not r.needs_imatrix
+        and not r.special
+        and quality_rank(r.type) > quality_rank(best.type)
+        for r in rows
+    )
+
+
+def _need(row: PlanRow) -> int:
+    """What a row needs on the GPUs if everything were there (its GPU plus CPU weights/KV)."""
+    return row.gpu_bytes + sum(
+        d.weights_bytes + d.kv_bytes for d in row.devices if d.device == "CPU"
+    )
+
+
+def make_plan(inp: PlanInputs, targets: list[str] | None = None) -> Plan:
+    m = inp.model
+    names = targets or targets_for(m)
+    cur = m.memo.get("current")
+    if cur is None:
+        cur = m.memo["current"] = current_weights(m)
+    rows = [plan_row(inp, cur)]
+    rows[0].type = "current"
+    rows += [plan_row(inp, _weights_for(inp, t)) for t in names]
+    recommended, ctx, why = _recommend(inp, rows)
+    return Plan(m, inp.settings, [*inp.gpus, inp.host], inp.margin, rows, recommended, ctx, why)

@@ -1,0 +1,252 @@
+"""Planning: placement as llama.cpp places layers, verdicts, recommendation, CLI contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qtapp.core.devices import GIB, MIB, Device, parse_gpu_spec
+from qtapp.core.errors import QuantLensError
+from qtapp.core.kv_model import ContextSettings
+from qtapp.core.model import read_model
+from qtapp.core.plan import (
+    PlanInputs,
+    current_weights,
+    estimate_weights,
+    layer_devices,
+    make_plan,
+    plan_row,
+)
+from qtapp.core.synth_archs import write_tiny_qwen3moe
+
+HOST = Device("CPU", 64 * GIB, 64 * GIB, 50e9, False)
+
+
+def test_parse_gpu_spec() -> None:
+    two = parse_gpu_spec("2x48GiB")
+    assert [d.name for d in two] == ["CUDA0", "CUDA1"]
+    assert all(d.total_bytes == 48 * GIB for d in two)
+    mixed = parse_gpu_spec("24GiB, 12GiB")
+    assert [d.free_bytes for d in mixed] == [24 * GIB, 12 * GIB]
+    assert parse_gpu_spec("1x512MiB")[0].total_bytes == 512 * MIB
+    with pytest.raises(QuantLensError, match="2x48GiB"):
+        parse_gpu_spec("lots of memory")
+
+
+def test_layer_split_like_llama_cpp() -> None:
+    gpus = parse_gpu_spec("2x24GiB")
+    # all 32 layers + output: llama.cpp's upper_bound over [0.5, 1.0]
+    where = layer_devices(32, 33, gpus)
+    assert where[:17] == [0] * 17 and where[17:] == [1] * 16
+    # ngl 10: the last 9 blocks and the output layer on the GPUs
+    where = layer_devices(32, 10, gpus)
+    assert where[:23] == [-1] * 23 and all(d >= 0 for d in where[23:])
+    # tensor_split 3:1
+    where = layer_devices(32, 33, gpus, [3, 1])
+    assert where.count(0) == 25 and where.count(1) == 8
+    assert layer_devices(32, 0, gpus) == [-1] * 33
+
+
+def test_full_offload_per_device_breakdown(tiny_model: Path) -> None:
+    m = read_model(tiny_model)
+    inp = PlanInputs(m, ContextSettings(n_ctx=4096), parse_gpu_spec("1x8GiB"), HOST)
+    row = plan_row(inp, current_weights(m))
+    gpu, cpu = row.devices
+    assert row.verdict == "fits" and row.n_gpu_layers == m.n_layer + 1
+    embd = next(t.bytes for t in m.tensors if t.name == "token_embd.weight")
+    assert cpu.weights_bytes == embd  # the input layer stays on the CPU
+    assert gpu.weights_bytes == m.weights_bytes - embd
+    assert gpu.kv_bytes == 4096 * 4 * 2 * 128 * 2  # cells x layers x (K+V) x kv dim x f16
+    assert gpu.overhead_bytes in (613 * MIB, 826 * MIB) and cpu.overhead_bytes == 0
+    assert gpu.total_bytes == (
+        gpu.weights_bytes + gpu.kv_bytes + gpu.compute_bytes + gpu.overhead_bytes
+    )
+
+
+def test_partial_offload_when_vram_is_short(tiny_model: Path) -> None:
+    m = read_model(tiny_model)
+    w = current_weights(m)
+    roomy = plan_row(PlanInputs(m, ContextSettings(n_ctx=4096), parse_gpu_spec("1x8GiB"), HOST), w)
+    need = roomy.devices[0].total_bytes
+    short = need + 1024 * MIB - 1  # one byte too little, with the default 1024 MiB margin
+    inp = PlanInputs(m, ContextSettings(n_ctx=4096), [Device("CUDA0", short, short, 1e12)], HOST)
+    row = plan_row(inp, w)
+    assert row.verdict == "partial"
+    assert 0 < row.n_gpu_layers < m.n_layer + 1
+    gpu = row.devices[0]
+    assert gpu.total_bytes <= gpu.budget_bytes
+    assert row.note.endswith("layers on the GPUs")
+    # an explicit ngl is evaluated as given, even when it overflows
+    forced = plan_row(inp, w, ngl=-1)
+    assert forced.n_gpu_layers == m.n_layer + 1 and forced.verdict == "no"
+
+
+def test_moe_experts_go_to_cpu_first(tmp_path: Path) -> None:
+    m = read_model(write_tiny_qwen3moe(tmp_path / "moe.gguf"))
+    w = current_weights(m)
+    expert_layer = sum(t.bytes for t in m.tensors if t.is_expert and t.layer == 0)
+    needed = plan_row(PlanInputs(m, ContextSettings(), parse_gpu_spec("1x64GiB"), HOST), w)
+    gpu_need = needed.devices[0].total_bytes
+    tight = Device(
+        "CUDA0",
+        gpu_need + 1024 * MIB - 2 * expert_layer,
+        gpu_need + 1024 * MIB - 2 * expert_layer,
+        1e12,
+    )
+    row = plan_row(PlanInputs(m, ContextSettings(), [tight], HOST), w)
+    assert row.verdict == "partial"
+    assert row.n_gpu_layers == m.n_layer + 1  # every block stays on the GPU ...
+    assert row.n_cpu_moe == 2  # ... but two blocks' experts move to the CPU
+    assert "experts" in row.note
+
+
+def test_cpu_only_plan(tiny_model: Path) -> None:
+    m = read_model(tiny_model)
+    plan = make_plan(PlanInputs(m, ContextSettings(n_ctx=2048), [], HOST), ["Q8_0", "Q4_K_M"])
+    assert [d.name for d in plan.devices] == ["CPU"]
+    assert all(len(r.devices) == 1 and r.devices[0].device == "CPU" for r in plan.rows)
+    assert plan.recommended == "Q8_0"
+    assert plan.rows[0].devices[0].compute_bytes > 0
+    tiny_host = Device("CPU", 1 * MIB, 1 * MIB, 50e9, False)
+    none = make_plan(PlanInputs(m, ContextSettings(), [], tiny_host), ["Q4_K_M"])
+    assert none.recommended is None and all(r.verdict == "no" for r in none.rows)
+
+
+def test_recommendation_and_largest_context(tiny_model: Path) -> None:
+    m = read_model(tiny_model)
+    gpu = Device("CUDA0", 1900 * MIB, 1900 * MIB, 1e12)
+    plan = make_plan(
+        PlanInputs(m, ContextSettings(n_ctx=2048), [gpu], HOST),
+        ["F16", "Q8_0", "Q6_K", "Q4_K_M", "Q2_K"],
+    )
+    rec = plan.row(plan.recommended or "")
+    assert rec is not None and rec.verdict == "fits"
+    # nothing of higher quality fits fully
+    from qtapp.core.quants import quality_rank
+
+    better = [
+        r
+        for r in plan.rows
+        if r.type not in ("current",) and quality_rank(r.type) > quality_rank(rec.type)
+    ]
+    assert all(r.verdict != "fits" for r in better)
+    assert plan.recommended_ctx and plan.recommended_ctx >= 2048
+    assert plan.recommended in plan.why and ("GiB" in plan.why or "MiB" in plan.why)
+    # one step beyond the largest context no longer fits fully
+    over = plan_row(
+        PlanInputs(m, ContextSettings(n_ctx=plan.recommended_ctx + 256), [gpu], HOST),
+        estimate_weights(m, rec.type),
+    )
+    assert over.verdict != "fits" or plan.recommended_ctx >= m.n_ctx_train
+
+
+def test_plan_is_instant(tiny_model: Path) -> None:
+    m = read_model(tiny_model)
+    inp = PlanInputs(m, ContextSettings(n_ctx=8192), parse_gpu_spec("2x24GiB"), HOST)
+    make_plan(inp)
+    t0 = time.perf_counter()
+    plan = make_plan(inp)
+    assert time.perf_counter() - t0 < 0.25  # well within a slider's frame budget on a busy CI
+    assert len(plan.rows) > 30
+
+
+def test_cli_json_contract(tiny_model: Path, quantlens_home: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qtapp",
+            "plan",
+            str(tiny_model),
+            "--ctx",
+            "2048",
+            "--kv",
+            "q8_0",
+            "--gpus",
+            "2x1GiB",
+            "--types",
+            "Q8_0,Q4_K_M,Q4_K_XL",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert {"model", "hardware", "recommended", "rows"} <= set(data)
+    types = [r["type"] for r in data["rows"]]
+    assert types == ["current", "Q8_0", "Q4_K_M", "Q4_K_XL"]
+    for r in data["rows"]:
+        assert r["verdict"] in ("fits", "partial", "no")
+        assert isinstance(r["weights_bytes"], int) and isinstance(r["n_gpu_layers"], int)
+        assert isinstance(r["predicted_tg_tps"], float)
+        assert [d["device"] for d in r["devices"]] == ["CUDA0", "CUDA1", "CPU"]
+        for d in r["devices"]:
+            assert d["total_bytes"] == (
+                d["weights_bytes"] + d["kv_bytes"] + d["compute_bytes"] + d["overhead_bytes"]
+            )
+        assert r["weights_exact"] is True  # llama.cpp's dry run ran
+    q8 = next(r for r in data["rows"] if r["type"] == "Q8_0")
+    from qtapp.core.jobs import run_job
+
+    exact = run_job("dry_quantize", model=str(tiny_model), target="Q8_0")["bytes"]
+    assert q8["weights_bytes"] == exact
+    assert data["settings"]["type_v"] == "q8_0" and data["settings"]["flash_attn"] == "on"
+
+
+def test_cli_table_and_bad_model(tmp_path: Path, tiny_model: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qtapp",
+            "plan",
+            str(tiny_model),
+            "--fast",
+            "--gpus",
+            "1x4GiB",
+            "--types",
+            "Q4_K_M",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Recommended:" in out.stdout and "Q4_K_M" in out.stdout and "CUDA0" in out.stdout
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a model at all")
+    out = subprocess.run(
+        [sys.executable, "-m", "qtapp", "plan", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2 and "GGUF" in out.stderr
+
+
+def test_auto_split_is_reproducible_with_llama_flags(tiny_model: Path) -> None:
+    """The chosen -ngl / -ts, fed back as an explicit setting, give the same placement."""
+    m = read_model(tiny_model)
+    w = current_weights(m)
+    cs = ContextSettings(n_ctx=8192)
+    roomy = plan_row(PlanInputs(m, cs, parse_gpu_spec("2x8GiB"), HOST), w)
+    need = sum(d.total_bytes for d in roomy.devices[:2])
+    each = need // 2 + 1024 * MIB - 2 * MIB  # a little short: some layers must stay on the CPU
+    gpus = [Device("CUDA0", each, each, 1e12), Device("CUDA1", each, each, 1e12)]
+    auto = plan_row(PlanInputs(m, cs, gpus, HOST), w)
+    assert auto.verdict == "partial" and auto.tensor_split
+    assert auto.llama_args.startswith(f"-ngl {auto.n_gpu_layers} -ts ")
+    again = plan_row(
+        PlanInputs(m, cs, gpus, HOST, ngl=auto.n_gpu_layers, tensor_split=auto.tensor_split), w
+    )
+    assert [d.total_bytes for d in again.devices] == [d.total_bytes for d in auto.devices]

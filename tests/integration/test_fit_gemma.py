@@ -1,0 +1,51 @@
+"""Gemma 3 270M: the plan's figures against a real quantization and a real load by llama.cpp."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qtapp.core.devices import GIB, Device
+from qtapp.core.fit_exact import exact_memory, exact_weights, memory_params
+from qtapp.core.jobs import run_job
+from qtapp.core.kv_model import ContextSettings, kv_estimate
+from qtapp.core.model import read_model
+from qtapp.core.plan import PlanInputs, current_weights, plan_row
+
+pytestmark = pytest.mark.integration
+
+MIB = 1024 * 1024
+HOST = Device("CPU", 64 * GIB, 64 * GIB, 40e9, False)
+
+
+def test_predicted_q8_0_weights_equal_a_real_quantization(gemma_path: Path, tmp_path: Path) -> None:
+    m = read_model(gemma_path)
+    predicted = exact_weights(m, "Q8_0")
+    out = tmp_path / "gemma-Q8_0.gguf"
+    run_job("quantize", model=str(gemma_path), out=str(out), target="Q8_0", allow_requantize=True)
+    real = read_model(out)
+    assert real.weights_bytes == predicted.total  # tensor data, byte for byte
+    types = {t.name: t.type for t in real.tensors}
+    assert types == predicted.types
+    # the file adds the metadata (tokenizer) the dry run does not count
+    assert abs(out.stat().st_size - (predicted.total + m.meta_bytes)) < 0.001 * out.stat().st_size
+
+
+@pytest.mark.parametrize("n_ctx,facts_mib", [(2048, 770), (32768, 860)])
+def test_kv_and_compute_equal_a_real_load(gemma_path: Path, n_ctx: int, facts_mib: int) -> None:
+    m = read_model(gemma_path)
+    cs = ContextSettings(n_ctx=n_ctx)
+    exact = exact_memory(m, cs)
+    real = run_job("real_load", **memory_params(m, cs))
+    cpu = real["devices"]["CPU"]
+    # the analytic KV model, the dry load and the real load agree
+    assert abs(kv_estimate(m, cs).kv_bytes - cpu["kv"]) <= 0.01 * MIB
+    assert exact.kv_bytes == sum(c["bytes"] for c in real["kv_caches"])
+    assert exact.compute_bytes == cpu["compute"]
+    assert exact.output_bytes == cpu["output"]
+    # the plan's CPU total is llama.cpp's projection from FACTS.md (770 / 860 MiB)
+    row = plan_row(PlanInputs(m, cs, [], HOST, exact={cs: exact}), current_weights(m))
+    total = row.devices[0].total_bytes / MIB
+    assert abs(total - facts_mib) < 3, total
+    assert row.devices[0].weights_bytes == real["weights_bytes"]

@@ -1,0 +1,107 @@
+"""The Fit page: opens a model, plans instantly, swaps in exact figures, reacts to controls."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from qtapp.core.synth_archs import write_tiny_qwen3moe
+from qtapp.ui.context import AppContext
+from qtapp.ui.pages.fit_page import Page
+
+
+@pytest.fixture
+def page(qtbot, quantlens_home: Path):  # noqa: ANN001, ANN201 - pytest-qt fixture
+    ctx = AppContext()
+    p = Page(ctx)
+    qtbot.addWidget(p)
+    p.resize(1400, 900)
+    p.show()
+    yield p
+    p.shutdown()
+    ctx.jobs.shutdown()
+
+
+def _open(qtbot, page: Page, path: Path) -> None:  # noqa: ANN001
+    page.ctx.open_model(path)
+    qtbot.waitUntil(lambda: page.plan is not None, timeout=10000)
+    qtbot.waitUntil(lambda: not page.is_busy(), timeout=60000)
+    qtbot.waitUntil(
+        lambda: page.plan is not None and page.plan.rows[1].weights_exact, timeout=10000
+    )
+
+
+def test_open_plan_and_exact_figures(qtbot, page: Page, tiny_model: Path) -> None:  # noqa: ANN001
+    _open(qtbot, page, tiny_model)
+    assert page.card.values["arch"].text() == "llama"
+    assert page.card.values["layers"].text() == "4"
+    model = page.table.model_
+    assert model.rowCount() == len(page.plan.rows) > 30
+    assert model.index(0, 0).data() == "current file"
+    # all rows' weights came from llama.cpp's dry run, KV/compute from its dry load
+    assert all(r.weights_exact for r in page.plan.rows if r.type != "Q2_0")
+    assert page.plan.rows[0].memory_exact
+    assert "exact" in page.exact_label.text()
+    assert page.banner.isVisible() and page.plan.recommended in page.banner.title.text()
+
+
+def test_controls_replan_fast(qtbot, page: Page, tiny_model: Path) -> None:  # noqa: ANN001
+    _open(qtbot, page, tiny_model)
+    assert page.controls.ctx_box.value() == 2048  # the tiny model's trained context
+    page.controls.ctx_box.setValue(4096)
+    page.replan()
+    before = page.plan.rows[0].devices[-1].kv_bytes
+    t0 = time.perf_counter()
+    page.controls.ctx_box.setValue(16384)
+    page.replan()  # what the zero-delay timer does; measure it directly
+    elapsed = time.perf_counter() - t0
+    assert page.plan.settings.n_ctx == 16384
+    assert page.plan.rows[0].devices[-1].kv_bytes == 4 * before  # 4096 -> 16384 cells
+    assert page.last_plan_ms < 200 and elapsed < 0.5
+    page.controls.kv.setCurrentText("q8_0")
+    qtbot.waitUntil(lambda: page.plan.settings.type_v == "q8_0", timeout=2000)
+    assert "flash attention" in page.controls.fa_note.text()
+    assert page.plan.rows[0].devices[-1].kv_bytes < 4 * before
+
+
+def test_what_if_gpus(qtbot, page: Page, tiny_model: Path) -> None:  # noqa: ANN001
+    _open(qtbot, page, tiny_model)
+    page.controls.what_if.setText("2x24GiB")
+    qtbot.waitUntil(lambda: len(page.plan.devices) == 3, timeout=2000)
+    headers = page.table.model_.headers()
+    assert "CUDA0" in headers and "CUDA1" in headers
+    rec = page.plan.row(page.plan.recommended)
+    assert rec.verdict == "fits"
+    assert "GPU" in page.banner.title.text()
+    page.controls.what_if.setText("nonsense")
+    assert page.controls.what_if_error.isVisible()
+    page.controls.what_if.setText("")
+    qtbot.waitUntil(lambda: len(page.plan.devices) == 1, timeout=2000)
+
+
+def test_moe_partial_offload_banner(qtbot, page: Page, tmp_path: Path) -> None:  # noqa: ANN001
+    path = write_tiny_qwen3moe(tmp_path / "moe.gguf")
+    _open(qtbot, page, path)
+    page.controls.margin.setValue(0)
+    page.controls.what_if.setText("1x620MiB")  # the CUDA overhead alone is 613 MiB
+    qtbot.waitUntil(lambda: len(page.plan.devices) == 2, timeout=2000)
+    assert any(r.verdict in ("partial", "no") for r in page.plan.rows)
+    assert page.card.values["experts"].text().startswith("2 of 8")
+
+
+def test_bad_file_shows_message(qtbot, page: Page, tmp_path: Path) -> None:  # noqa: ANN001
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 16)
+    page.ctx.open_model(bad)
+    qtbot.waitUntil(lambda: page.banner.isVisible() and page.banner.level == "error", timeout=5000)
+    assert "cannot be planned" in page.banner.title.text()
+    assert not page.quantize_button.isEnabled()
+
+
+def test_quantize_selected_navigates(qtbot, page: Page, tiny_model: Path) -> None:  # noqa: ANN001
+    _open(qtbot, page, tiny_model)
+    with qtbot.waitSignal(page.ctx.navigate, timeout=2000) as sig:
+        page.quantize_selected()
+    assert sig.args == ["quantize"]
