@@ -1,0 +1,241 @@
+"""The parent side of quantization jobs, shared by the CLI and the window (no Qt, no llama.cpp).
+
+Naming: ``<model-stem>-<TYPE>.gguf`` (the recipe's name for recipes) in the output folder.
+A job writes ``<name>.part`` (keep_split: ``<name-without-.gguf>.part-0000i-of-0000n.gguf``) and
+renames on success. Whatever ends a job early (a failure, a cancel, a killed child), the parent
+calls :func:`cleanup` so nothing that looks finished, or half-written, is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qtapp.core.errors import QuantLensError
+from qtapp.core.events import Cancelled, Event, Failed, Finished
+from qtapp.core.jobs import Job, JobSpec
+from qtapp.core.quants import ALIASES, QUANT_TYPES, RECIPES
+
+log = logging.getLogger(__name__)
+
+#: room kept on top of tensor data and the source's metadata when checking free space
+METADATA_MARGIN = 1 << 20
+_SPLIT_SUFFIX = re.compile(r"-\d{5}-of-\d{5}$")
+_KNOWN = sorted({*QUANT_TYPES, *RECIPES, *ALIASES}, key=len, reverse=True)
+_TYPE_SUFFIX = re.compile(r"[-._](" + "|".join(re.escape(n) for n in _KNOWN) + r")$", re.IGNORECASE)
+
+
+def model_stem(model: str | Path) -> str:
+    """``gemma-3-270m-it-Q4_K_M.gguf`` -> ``gemma-3-270m-it`` (split and type suffixes dropped)."""
+    stem = Path(model).name
+    if stem.lower().endswith(".gguf"):
+        stem = stem[:-5]
+    stem = _SPLIT_SUFFIX.sub("", stem)
+    stripped = _TYPE_SUFFIX.sub("", stem)
+    return stripped or stem
+
+
+def output_path(model: str | Path, target: str, out_dir: str | Path) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", target)
+    return Path(out_dir) / f"{model_stem(model)}-{safe}.gguf"
+
+
+def _base(out: Path) -> str:
+    name = out.name
+    return name[:-5] if name.lower().endswith(".gguf") else name
+
+
+def part_prefix(out: Path) -> Path:
+    """The prefix llama.cpp gets for keep_split outputs: shards are ``<prefix>-0000i-of-0000n.gguf``."""
+    return out.with_name(_base(out) + ".part")
+
+
+def final_paths(out: Path, keep_split: bool, n_split: int) -> list[Path]:
+    if not keep_split:
+        return [out]
+    return [
+        out.with_name(f"{_base(out)}-{i + 1:05d}-of-{n_split:05d}.gguf") for i in range(n_split)
+    ]
+
+
+def part_paths(out: Path, keep_split: bool, n_split: int) -> list[Path]:
+    if not keep_split:
+        return [out.with_name(out.name + ".part")]
+    prefix = part_prefix(out)
+    return [
+        prefix.with_name(f"{prefix.name}-{i + 1:05d}-of-{n_split:05d}.gguf") for i in range(n_split)
+    ]
+
+
+def remove_partials(out: Path, keep_split: bool | None = None) -> list[Path]:
+    """Delete every partial file of ``out`` (both layouts); return what was removed."""
+    removed: list[Path] = []
+    candidates = [out.with_name(out.name + ".part")]
+    prefix = part_prefix(out)
+    if prefix.parent.is_dir():
+        candidates += sorted(prefix.parent.glob(glob_escape(prefix.name) + "-*-of-*.gguf"))
+    for path in candidates:
+        try:
+            path.unlink()
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("Could not remove the partial file %s: %s", path, exc)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([\[\]*?])", r"[\1]", text)
+
+
+def check_output_free(folder: Path, need: int) -> None:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise QuantLensError(
+            f"Cannot check free space in {folder}: {exc}.", "Choose another output folder."
+        ) from exc
+    if free < need:
+        raise QuantLensError(
+            f"Not enough free disk space in {folder}: the output needs about "
+            f"{need / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free.",
+            "Free some space or choose another output folder.",
+        )
+
+
+@dataclass
+class QuantizeOptions:
+    """Everything a quantize job takes besides source and target (CLI flags, page options)."""
+
+    out_dir: str | None = None
+    allow_requantize: bool = False
+    imatrix: str | None = None
+    output_tensor_type: str | None = None
+    token_embedding_type: str | None = None
+    leave_output_tensor: bool = False
+    pure: bool = False
+    keep_split: bool = False
+    nthread: int = 0
+    overwrite: bool = False
+    extra_rules: list[tuple[str, str]] = field(default_factory=list)
+    user_recipes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def default_out_dir() -> Path:
+    try:
+        from qtapp.core.settings import Settings
+
+        return Path(Settings.load().output_dir)
+    except Exception:  # noqa: BLE001 - settings are optional here
+        from qtapp.core.paths import app_paths
+
+        return app_paths().models / "quants"
+
+
+def quantize_spec(model: str | Path, target: str, options: QuantizeOptions) -> JobSpec:
+    """The job spec for one output. ``out`` is the final path (keep_split: its name stem)."""
+    out_dir = Path(options.out_dir) if options.out_dir else default_out_dir()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the child reports the missing folder clearly
+        log.warning("Could not create %s: %s", out_dir, exc)
+    params: dict[str, Any] = {
+        "model": str(model),
+        "target": target,
+        "out": str(output_path(model, target, out_dir)),
+        "allow_requantize": options.allow_requantize,
+        "imatrix": options.imatrix,
+        "output_tensor_type": options.output_tensor_type,
+        "token_embedding_type": options.token_embedding_type,
+        "leave_output_tensor": options.leave_output_tensor,
+        "pure": options.pure,
+        "keep_split": options.keep_split,
+        "nthread": options.nthread,
+        "overwrite": options.overwrite,
+        "extra_rules": [list(r) for r in options.extra_rules],
+        "user_recipes": options.user_recipes,
+    }
+    return JobSpec("quantize", params)
+
+
+def cleanup(spec: JobSpec, terminal: Event | None) -> list[Path]:
+    """After a job that did not finish, remove its partial files (the child may be dead)."""
+    if isinstance(terminal, Finished) or spec.kind != "quantize":
+        return []
+    return remove_partials(Path(spec.params["out"]), spec.params.get("keep_split"))
+
+
+def record_result(spec: JobSpec, terminal: Event) -> int | None:
+    """Store the outcome in the results store when it is there (another module may lack it).
+
+    A finished run is recorded against its output file (that is the model it describes), with
+    the source in its settings; a failed or cancelled one against the source.
+    """
+    try:
+        from qtapp.core.results import ResultsStore
+    except ImportError:
+        return None
+    p = spec.params
+    finished = isinstance(terminal, Finished)
+    result = terminal.result if isinstance(terminal, Finished) else {}
+    settings = {k: v for k, v in p.items() if k not in ("user_recipes",)}
+    settings["source"] = p["model"]
+    try:
+        with ResultsStore.open() as store:
+            run_id = store.begin_run(
+                "quantize",
+                result.get("path", p["model"]) if finished else p["model"],
+                f"{model_stem(p['model'])} {p['target']}",
+                recipe=p["target"],
+                settings=settings,
+                llama_version=result.get("llama_cpp") or None,
+            )
+            if finished:
+                keys = ("bytes", "tensor_bytes", "bpw", "seconds", "path", "ftype", "target")
+                metrics = {k: result.get(k) for k in keys}
+                store.finish_run(run_id, "finished", metrics=metrics)
+            elif isinstance(terminal, Cancelled):
+                store.finish_run(run_id, "cancelled", message="Cancelled by the user.")
+            else:
+                store.finish_run(run_id, "failed", message=getattr(terminal, "message", ""))
+        return int(run_id)
+    except Exception as exc:  # noqa: BLE001 - a results-store problem must not fail the job
+        log.warning("Could not record the quantize result: %s", exc)
+        return None
+
+
+def run_quantize(
+    spec: JobSpec,
+    on_event: Callable[[Event], Any] | None = None,
+    on_start: Callable[[Job], Any] | None = None,
+) -> Event:
+    """Run one quantize job to its end in this thread (CLI, tests); always cleans up.
+
+    Returns the terminal event. ``on_start`` gets the :class:`Job` (to cancel it from elsewhere).
+    """
+    job = Job(spec)
+    job.start()
+    if on_start is not None:
+        on_start(job)
+    terminal: Event = Failed(message="The job ended without a result.")
+    try:
+        for event in job.events():
+            if isinstance(event, (Finished, Failed, Cancelled)):
+                terminal = event
+            elif on_event is not None:
+                on_event(event)
+    except KeyboardInterrupt:
+        job.cancel()
+        terminal = Cancelled()
+        raise
+    finally:
+        if job.is_running():
+            job.cancel()
+        cleanup(spec, terminal)
+    return terminal

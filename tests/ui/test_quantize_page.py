@@ -1,0 +1,164 @@
+"""The Quantize page: two queued jobs, live progress, cancel mid-write, a responsive window."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QTimer
+
+from qtapp.core.imatrix import random_imatrix_for, write_imatrix_gguf
+from qtapp.ui.context import AppContext
+from qtapp.ui.pages.quantize_page import Page
+
+
+class GapMeter:
+    """A 10 ms timer on the GUI thread; the largest gap between ticks shows any stall."""
+
+    def __init__(self) -> None:
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.last = time.monotonic()
+        self.worst = 0.0
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.worst = max(self.worst, now - self.last)
+        self.last = now
+
+    def stop(self) -> float:
+        self.timer.stop()
+        return self.worst
+
+
+@pytest.fixture
+def page(qtbot, tmp_path: Path):
+    ctx = AppContext()
+    widget = Page(ctx)
+    qtbot.addWidget(widget)
+    widget.resize(1200, 800)
+    widget.show()
+    widget.options.out_dir.set_text(str(tmp_path / "out"))
+    yield widget
+    widget.shutdown()
+    ctx.jobs.shutdown()
+
+
+def test_queue_two_jobs_cancel_the_first_mid_write(
+    qtbot, page: Page, tiny_model: Path, tmp_path: Path
+) -> None:
+    values = random_imatrix_for(tiny_model)
+    imatrix = write_imatrix_gguf(tmp_path / "m.imatrix", values, {k: [1] for k in values})
+    page.options.imatrix.set_text(str(imatrix))
+    results: list[int] = []
+    page.ctx.results_changed.connect(lambda: results.append(1))
+    meter = GapMeter()
+    outputs = page.queue(tiny_model, ["IQ2_XXS", "Q4_K_M"])
+    assert [p.name for p in outputs] == ["tiny-llama-IQ2_XXS.gguf", "tiny-llama-Q4_K_M.gguf"]
+    first, second = page.rows
+    assert second.state == "queued"
+    # progress arrives: the first job is writing tensors
+    qtbot.waitUntil(
+        lambda: (
+            first.state == "running"
+            and first.bar.value() > 0
+            and "/39)" in first.tensor_label.text()
+        ),
+        timeout=20000,
+    )
+    part = outputs[0].with_name(outputs[0].name + ".part")
+    assert part.exists()
+    pid = page._runners[id(first)].job.pid
+    t0 = time.monotonic()
+    page.cancel_row(first)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the child is gone (reaped) when cancel returns
+    assert time.monotonic() - t0 < 1.0
+    qtbot.waitUntil(lambda: first.state == "cancelled", timeout=5000)
+    assert not part.exists() and not outputs[0].exists()
+    # the second job runs to the end
+    qtbot.waitUntil(lambda: second.done, timeout=30000)
+    assert second.state == "finished", second.message
+    assert outputs[1].stat().st_size == second.result["bytes"]
+    assert second.evaluate_button.isVisible()
+    assert results, "results_changed was not emitted"
+    assert sorted(p.name for p in outputs[1].parent.iterdir()) == ["tiny-llama-Q4_K_M.gguf"]
+    worst = meter.stop()
+    assert worst < 0.5, f"the GUI thread stalled for {worst:.3f}s"
+    with qtbot.waitSignal(page.ctx.navigate, timeout=1000) as nav:
+        second.evaluate_button.click()
+    assert nav.args == ["evaluate"]
+
+
+def test_all_done_then_next_batch(qtbot, page: Page, tiny_model: Path) -> None:
+    """The demo tour's pattern: queue a base, then more from it once it is done."""
+    called: list[str] = []
+    page.on_all_done(lambda: called.append("base"))
+    with qtbot.waitSignal(page.all_done, timeout=30000):
+        (base,) = page.queue(tiny_model, ["Q8_0"], requantize=True)
+    assert called == ["base"] and base.exists()
+    with qtbot.waitSignal(page.all_done, timeout=30000):
+        outs = page.queue(base, ["Q4_0"], requantize=True)
+    assert page.rows[-1].state == "finished", page.rows[-1].message
+    assert outs[0].exists()
+    assert called == ["base"]  # a callback runs once
+
+
+def test_existing_output_is_kept_without_consent(qtbot, page: Page, tiny_model: Path) -> None:
+    with qtbot.waitSignal(page.all_done, timeout=30000):
+        (out,) = page.queue(tiny_model, ["Q4_0"])
+    stamp = out.stat().st_mtime_ns
+    asked: list[list[Path]] = []
+    page.confirm_overwrite = lambda paths: asked.append(paths) or False
+    page.queue(tiny_model, ["Q4_0"])
+    assert asked == [[out]]
+    assert page.rows[-1].bar.format() == "kept the existing file"
+    assert out.stat().st_mtime_ns == stamp
+
+
+def test_refused_job_shows_the_reason(qtbot, page: Page, tiny_model: Path) -> None:
+    with qtbot.waitSignal(page.all_done, timeout=30000):
+        page.queue(tiny_model, ["IQ1_S"])
+    row = page.rows[-1]
+    assert row.state == "failed"
+    assert "importance matrix" in row.tensor_label.text()
+
+
+def test_queue_from_fit_waits_for_requantize_consent(
+    qtbot, page: Page, tiny_model: Path, tmp_path: Path
+) -> None:
+    with qtbot.waitSignal(page.all_done, timeout=30000):
+        (q8,) = page.queue(tiny_model, ["Q8_0"])
+    assert page.queue_from_fit(q8, ["Q4_K_M"]) == []
+    assert page.picker.checked() == ["Q4_K_M"]
+    assert page.options.requantize_warning.isVisibleTo(page)
+    page.options.requantize.setChecked(True)
+    with qtbot.waitSignal(page.all_done, timeout=30000):
+        outs = page.queue_from_fit(q8, ["Q4_K_M"])
+    assert page.rows[-1].state == "finished", page.rows[-1].message
+    assert outs[0].exists()
+
+
+def test_recipe_editor_live_size_and_save(qtbot, tiny_model: Path) -> None:
+    from qtapp.core.recipes_store import load_user_recipes
+    from qtapp.ui.recipe_editor import RecipeEditor
+
+    editor = RecipeEditor(AppContext(), str(tiny_model))
+    qtbot.addWidget(editor)
+    with qtbot.waitSignal(editor.size_ready, timeout=20000) as first:
+        pass
+    base_bytes = first.args[0]["bytes"]
+    assert editor.table.item(0, 3).text() == "1"  # ^output\.weight$ catches one tensor
+    with qtbot.waitSignal(editor.size_ready, timeout=20000) as second:
+        editor.add_rule(r"ffn_up", "Q8_0", "more bits")
+    assert second.args[0]["bytes"] > base_bytes
+    editor.name.setText("Q4_K_XL")
+    assert not editor.save()  # a built-in name is refused
+    editor.name.setText("my-mix")
+    assert editor.save()
+    assert "my-mix" in load_user_recipes()
+    editor.shutdown()
