@@ -43,13 +43,18 @@ class JobRunner(QObject):
                 self.event.emit(ev)
 
     def cancel(self) -> None:
-        self.job.cancel()
+        """Kill the child without blocking the GUI thread (SIGKILL may follow after a grace)."""
+        self._canceller = threading.Thread(target=self.job.cancel, daemon=True, name="ql-cancel")
+        self._canceller.start()
 
     def is_running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
     def wait(self, timeout: float = 10) -> None:
         """Block until the pump thread ends (used on close, after cancel)."""
+        canceller = getattr(self, "_canceller", None)
+        if canceller is not None:
+            canceller.join(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
 

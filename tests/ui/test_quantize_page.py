@@ -75,9 +75,16 @@ def test_queue_two_jobs_cancel_the_first_mid_write(
     pid = page._runners[id(first)].job.pid
     t0 = time.monotonic()
     page.cancel_row(first)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # the child is gone (reaped) when cancel returns
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 0.05  # the click returns at once: the kill runs off the GUI thread
+
+    def child_gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    qtbot.waitUntil(child_gone, timeout=1000)  # and the child is gone (reaped) within a second
     qtbot.waitUntil(lambda: first.state == "cancelled", timeout=5000)
     assert not part.exists() and not outputs[0].exists()
     # the second job runs to the end
