@@ -48,7 +48,9 @@ class ProgressTracker:
         elapsed = time.monotonic() - self.t0
         fraction = min(self.done / self.total, 1.0)
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else None
+        # the first tensors are tiny norms: an ETA from them would say hours; wait for real data
+        settled = fraction >= 0.02 and elapsed >= 1.0
+        eta = (self.total - self.done) / rate if rate > 0 and settled else None
         self.emit(
             Progress(
                 fraction=fraction,

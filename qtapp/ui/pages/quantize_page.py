@@ -211,6 +211,8 @@ class Page(QWidget):
         if out_dir is not None:
             options.out_dir = str(out_dir)
         options.allow_requantize = requantize or options.allow_requantize
+        if requantize:  # consent given by the caller (the demo tour): show it in the form too
+            self.options.requantize.setChecked(True)
         options.user_recipes = [r.to_dict() for r in self.user_recipes.values()]
         specs = [quantize_spec(model_path, t, options) for t in types]
         existing = [p for s in specs for p in self._finals(s) if p.exists()]
