@@ -48,10 +48,8 @@ def main() -> int:
     from qtapp.ui.app import create_app
     from qtapp.ui.context import AppContext
     from qtapp.ui.pages.compare_page import Page
-    from qtapp.ui.pyside_fixes import apply
 
     app = create_app()
-    apply()
     ctx = AppContext()
     timings: dict[str, list[float]] = {"open": [], "refresh": [], "curves": []}
     cpu: dict[str, list[float]] = {k: [] for k in timings}  # this process's CPU time

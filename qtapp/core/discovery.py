@@ -12,17 +12,19 @@ Every location is computed from ``home`` and ``env``, so tests can lay out fake 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
-import re
 import stat
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qtapp.core.gguf_header import GGUFHeaderError, is_gguf, read_gguf_header
+from qtapp.core.errors import QuantLensError
+from qtapp.core.gguf_reader import GGUFFormatError, is_gguf, peek_gguf
+from qtapp.core.shards import SPLIT_RE
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,6 @@ HF, LMSTUDIO, LLAMACPP, OLLAMA, FOLDER = (
 )
 OLLAMA_MODEL_MEDIA = "application/vnd.ollama.image.model"
 DEFAULT_MAX_DEPTH = 8
-_SPLIT_RE = re.compile(r"^(?P<prefix>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.gguf$", re.I)
 
 
 @dataclass(frozen=True)
@@ -271,10 +272,10 @@ def _group_and_read(
     bases: dict[tuple[Path, str, int], Path] = {}
     singles: list[tuple[Path, Path]] = []
     for path, base in files:
-        m = _SPLIT_RE.match(path.name)
+        m = SPLIT_RE.match(path.name)
         if m:
-            key = (path.parent, m["prefix"], int(m["total"]))
-            groups.setdefault(key, {})[int(m["index"])] = path
+            key = (path.parent, m["stem"], int(m["n"]))
+            groups.setdefault(key, {})[int(m["idx"])] = path
             bases[key] = base
         else:
             singles.append((path, base))
@@ -298,19 +299,7 @@ def _group_and_read(
         if missing:
             listed = ", ".join(str(i) for i in missing[:5])
             error = f"missing shard {listed} of {total}; download the rest before opening it"
-        yield (
-            ModelHit(
-                path=hit.path,
-                name=hit.name,
-                source=hit.source,
-                size=hit.size,
-                architecture=hit.architecture,
-                file_type=hit.file_type,
-                shards=total,
-                error=error,
-            ),
-            real,
-        )
+        yield dataclasses.replace(hit, shards=total, error=error), real
 
 
 def _resolve(path: Path) -> Path:
@@ -327,9 +316,9 @@ def _make_hit(loc: Location, path: Path, real: Path, name: str, parts: list[Path
         with contextlib.suppress(OSError):
             size += part.stat().st_size
     try:
-        header = read_gguf_header(real)
-    except (GGUFHeaderError, OSError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        header = peek_gguf(real)
+    except QuantLensError as exc:
+        reason = exc.detail if isinstance(exc, GGUFFormatError) else exc.message
         return ModelHit(path, name, loc.source, size, error=f"cannot read header: {reason}")
     return ModelHit(path, name, loc.source, size, header.architecture, header.file_type)
 

@@ -4,15 +4,22 @@ The gguf package's ``GGUFReader`` decodes every token string of the vocabulary (
 Gemma's 262k tokens); this parser skips big arrays by arithmetic on their declared sizes, so a
 header of any size costs milliseconds. Every length and count is checked against the bytes the file
 really has, so truncated or hostile files fail fast with :class:`GGUFFormatError`.
+
+:func:`read_gguf` reads the whole header (metadata and tensor infos); :func:`peek_gguf` is the
+cheaper listing mode (model lists, source-type labels): it stops after the metadata whenever
+``general.file_type`` names the file's type.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import struct
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 from qtapp.core.errors import QuantLensError
 
@@ -25,12 +32,16 @@ MAX_TENSORS = 1 << 22
 MAX_DIMS = 8
 MAX_KEY = 1 << 16
 MAX_HEADER = 1 << 30
+#: first read of :func:`read_gguf` / :func:`peek_gguf`; grown (reading only the rest) when short
+FULL_CHUNK = 16 << 20
+PEEK_CHUNK = 1 << 20
 
 _SCALARS: dict[int, tuple[str, int]] = {
     0: ("<B", 1), 1: ("<b", 1), 2: ("<H", 2), 3: ("<h", 2), 4: ("<I", 4), 5: ("<i", 4),
     6: ("<f", 4), 7: ("<?", 1), 10: ("<Q", 8), 11: ("<q", 8), 12: ("<d", 8),
 }  # fmt: skip
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
 
 
 class GGUFFormatError(QuantLensError):
@@ -62,10 +73,7 @@ class TensorInfo:
 
     @property
     def n_elements(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass
@@ -79,28 +87,42 @@ class GGUFFile:
     file_size: int
     kv_bytes: int = 0  # bytes of the metadata section (tokenizer etc.)
     meta_size: int = field(default=0)  # header + metadata + tensor infos + padding
+    tensor_count: int = 0  # what the header declares (also when infos were skipped)
 
 
 class _Cursor:
-    def __init__(self, buf: bytes, path: str | Path, complete: bool, file_size: int) -> None:
-        self.buf = buf
-        self.complete = complete
-        self.file_size = file_size
-        self.pos = 0
-        self.end = len(buf)
+    """Reads a header front to back, pulling more of the file in as it goes (never re-reading):
+    a first chunk covers most headers; a vocabulary of any size costs one pass."""
+
+    def __init__(self, fh: BinaryIO, path: Path, file_size: int, first_chunk: int) -> None:
+        self.fh = fh
         self.path = path
+        self.file_size = file_size
+        self.buf = bytearray(fh.read(min(file_size, first_chunk)))
+        self.pos = 0
+        self.end = len(self.buf)
 
     def fail(self, detail: str) -> GGUFFormatError:
         return GGUFFormatError(self.path, detail)
 
     def need(self, n: int, what: str) -> None:
-        if n < 0 or self.pos + n > self.end:
-            raise self.short(what, n)
+        if n < 0:
+            raise self.fail(f"{what} has a negative size")
+        if self.pos + n > self.end:
+            self.grow(self.pos + n, what)
 
-    def short(self, what: str, n: int = 0) -> Exception:
-        if not self.complete and self.pos + n <= self.file_size:
-            return _NeedMore()
-        return self.fail(f"the file ends inside {what} (truncated?)")
+    def grow(self, upto: int, what: str) -> None:
+        """Hold at least ``upto`` bytes; a header past the file's end or MAX_HEADER fails."""
+        if upto > self.file_size:
+            raise self.fail(f"the file ends inside {what} (truncated?)")
+        if upto > MAX_HEADER:
+            raise self.fail(f"its header is implausibly large (over {MAX_HEADER >> 20} MiB)")
+        want = max(upto, min(self.file_size, MAX_HEADER, 4 * self.end))
+        more = self.fh.read(want - self.end)
+        if self.end + len(more) < upto:  # the file shrank while we read it
+            raise self.fail(f"the file ends inside {what} (truncated?)")
+        self.buf += more  # in place: a bytearray grows without copying what it holds
+        self.end = len(self.buf)
 
     def u32(self, what: str = "the header") -> int:
         self.need(4, what)
@@ -124,13 +146,15 @@ class _Cursor:
         return s
 
     def skip_strings(self, count: int, what: str) -> None:
-        buf, pos, end = self.buf, self.pos, self.end
+        buf, pos, end, length = self.buf, self.pos, self.end, _U64.unpack_from
         for _ in range(count):
             if pos + 8 > end:
-                raise self.short(what)
-            pos += 8 + int.from_bytes(buf[pos : pos + 8], "little")
+                self.grow(pos + 8, what)
+                end = self.end
+            pos += 8 + length(buf, pos)[0]
             if pos > end:
-                raise self.short(what)
+                self.grow(pos, what)
+                end = self.end
         self.pos = pos
 
     def value(self, vtype: int, key: str, depth: int = 0) -> Any:
@@ -156,68 +180,147 @@ class _Cursor:
             self.pos += count * size
             return ArrayInfo(item, count)
         if item == _STRING:
-            if count * 8 > self.end - self.pos:
-                raise self.short(f"metadata array {key!r} ({count} strings)", count * 8)
+            self.need(count * 8, f"metadata array {key!r} ({count} strings)")
             if count <= 64:
                 return [self.string(key) for _ in range(count)]
             self.skip_strings(count, key)
             return ArrayInfo(item, count)
         if item == _ARRAY:
-            if count * 12 > self.end - self.pos:
-                raise self.short(f"metadata array {key!r} ({count} arrays)", count * 12)
+            self.need(count * 12, f"metadata array {key!r} ({count} arrays)")
             for _ in range(count):
                 self.value(_ARRAY, key, depth + 1)
             return ArrayInfo(item, count)
         raise self.fail(f"metadata array {key!r} has unknown item type {item}")
 
 
+@dataclass(frozen=True)
+class GGUFPeek:
+    """What a model list shows, from :func:`peek_gguf`."""
+
+    path: Path
+    version: int
+    architecture: str | None
+    name: str | None
+    file_type: str | None  # "Q4_K_M", "F16", ... (general.file_type, else the dominant tensor type)
+    tensor_count: int
+    split_count: int
+
+
 def read_gguf(path: str | Path) -> GGUFFile:
     """Parse one GGUF file's header. Raises :class:`GGUFFormatError` (a QuantLensError)."""
-    path = Path(path)
+    return _read(Path(path), FULL_CHUNK, lambda c: _parse(c))
+
+
+def peek_gguf(path: str | Path) -> GGUFPeek:
+    """Architecture, name and type for a model list; raises like :func:`read_gguf`.
+
+    The tensor infos are read only when ``general.file_type`` is missing (to name the type by
+    the tensors' dominant one), so this costs one small read for most files.
+    """
+
+    def parse(c: _Cursor) -> GGUFPeek:
+        f = _parse(c, tensors_if=lambda meta: "general.file_type" not in meta)
+        meta = f.metadata
+        arch, name, split = (
+            meta.get(k) for k in ("general.architecture", "general.name", "split.count")
+        )
+        return GGUFPeek(
+            path=c.path,
+            version=f.version,
+            architecture=arch if isinstance(arch, str) else None,
+            name=name if isinstance(name, str) else None,
+            file_type=file_type_label(meta, f.tensors),
+            tensor_count=f.tensor_count,
+            split_count=split if isinstance(split, int) and split > 0 else 1,
+        )
+
+    return _read(Path(path), PEEK_CHUNK, parse)
+
+
+def is_gguf(path: str | Path) -> bool:
+    """True when the file starts with the GGUF magic (for Ollama blobs without an extension)."""
     try:
-        size = os.path.getsize(path)
-        fh = open(path, "rb")  # noqa: SIM115 - closed by the with below
+        with open(path, "rb") as fh:
+            return fh.read(4) == GGUF_MAGIC
+    except OSError:
+        return False
+
+
+# -- type names ----------------------------------------------------------------------------------
+def file_type_name(value: int) -> str:
+    """``15`` -> ``"Q4_K_M"``: llama.cpp's ``llama_ftype`` numbering (``"type 99"`` if unknown)."""
+    from gguf import LlamaFileType
+
+    try:
+        name = LlamaFileType(value).name
+    except ValueError:
+        return f"type {value}"
+    return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+
+
+def ggml_type_name(type_id: int) -> str:
+    """``12`` -> ``"Q4_K"``; ``"TYPE<n>"`` for a type newer than the gguf package."""
+    from gguf import GGMLQuantizationType
+
+    try:
+        return GGMLQuantizationType(type_id).name
+    except ValueError:
+        return f"TYPE{type_id}"
+
+
+def file_type_label(meta: dict[str, Any], tensors: Iterable[TensorInfo]) -> str | None:
+    """``general.file_type`` by name, else the matrices' most common type by element count."""
+    ftype = meta.get("general.file_type")
+    if isinstance(ftype, int):
+        return file_type_name(ftype)
+    weights: Counter[int] = Counter()
+    for t in tensors:
+        if len(t.shape) >= 2:
+            weights[t.type_id] += t.n_elements
+    return ggml_type_name(weights.most_common(1)[0][0]) if weights else None
+
+
+# -- parsing -------------------------------------------------------------------------------------
+_T = TypeVar("_T")
+
+
+def _read(path: Path, first_chunk: int, parse: Callable[[_Cursor], _T]) -> _T:
+    """Open ``path``, check the magic, and parse its header with a cursor over the file.
+
+    I/O errors (a missing file, no permission, a failing disk) become a QuantLensError too.
+    """
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            c = _Cursor(fh, path, size, first_chunk)
+            if c.buf[:4] != GGUF_MAGIC:
+                raise GGUFFormatError(path, "it is not a GGUF file (it does not start with 'GGUF')")
+            if size < 24:
+                raise GGUFFormatError(path, f"it is only {size} bytes long (truncated)")
+            c.pos = 4
+            return parse(c)
     except OSError as exc:
         raise QuantLensError(
-            f"Cannot open {path}: {exc.strerror or exc}.",
+            f"Cannot read {path}: {exc.strerror or exc}.",
             "Check the path and that you may read the file.",
         ) from exc
-    with fh:
-        head = fh.read(4)
-        if head != GGUF_MAGIC:
-            raise GGUFFormatError(path, "it does not start with 'GGUF'")
-        if size < 24:
-            raise GGUFFormatError(path, f"it is only {size} bytes long (truncated)")
-        chunk = 16 << 20
-        while True:
-            fh.seek(0)
-            data = fh.read(min(size, chunk))
-            try:
-                return _parse(path, data, size)
-            except _NeedMore:
-                if len(data) >= size or chunk >= MAX_HEADER:
-                    raise GGUFFormatError(
-                        path, "its header is truncated or implausibly large"
-                    ) from None
-                chunk *= 4
 
 
-class _NeedMore(Exception):
-    """The header goes on past the bytes read so far."""
+def _parse(c: _Cursor, tensors_if: Callable[[dict[str, Any]], bool] | None = None) -> GGUFFile:
+    """The header under ``c``; the tensor infos only where ``tensors_if(metadata)`` says so.
 
-
-def _parse(path: Path, buf: bytes, size: int) -> GGUFFile:
-    c = _Cursor(buf, path, complete=len(buf) >= size, file_size=size)
-    if bytes(buf[:4]) != GGUF_MAGIC:
-        raise c.fail("it does not start with 'GGUF'")
-    c.pos = 4
+    Without them, ``tensors`` is empty and ``data_offset`` / ``meta_size`` are 0 (unknown).
+    """
+    path, size = c.path, c.file_size
     version = c.u32()
     if version not in (2, 3):
         raise c.fail(f"GGUF version {version} is not supported (2 and 3 are)")
     n_tensors = c.u64()
     n_kv = c.u64()
     if n_kv > MAX_KV or n_tensors > MAX_TENSORS:
-        raise c.fail(f"its header claims {n_kv} metadata keys and {n_tensors} tensors")
+        raise c.fail(
+            f"its header claims {n_kv} metadata keys and {n_tensors} tensors, which is implausible"
+        )
     meta: dict[str, Any] = {}
     kv_start = c.pos
     for _ in range(n_kv):
@@ -226,13 +329,15 @@ def _parse(path: Path, buf: bytes, size: int) -> GGUFFile:
         meta[key] = c.value(vtype, key)
     kv_bytes = c.pos - kv_start
     tensors: list[TensorInfo] = []
+    if tensors_if is not None and not tensors_if(meta):
+        return GGUFFile(path, version, meta, [], DEFAULT_ALIGNMENT, 0, size, kv_bytes, 0, n_tensors)
     for _ in range(n_tensors):
         name = c.string("a tensor name", MAX_KEY)
         n_dims = c.u32(name)
         if n_dims == 0 or n_dims > MAX_DIMS:
             raise c.fail(f"tensor {name!r} claims {n_dims} dimensions")
         c.need(8 * n_dims + 12, name)
-        shape = struct.unpack_from(f"<{n_dims}Q", buf, c.pos)
+        shape = struct.unpack_from(f"<{n_dims}Q", c.buf, c.pos)
         c.pos += 8 * n_dims
         type_id = c.u32(name)
         offset = c.u64(name)
@@ -243,4 +348,6 @@ def _parse(path: Path, buf: bytes, size: int) -> GGUFFile:
     if not isinstance(align, int) or align <= 0 or align & (align - 1):
         raise c.fail(f"general.alignment is {align!r}, not a power of two")
     data_offset = (c.pos + align - 1) // align * align
-    return GGUFFile(path, version, meta, tensors, align, data_offset, size, kv_bytes, data_offset)
+    return GGUFFile(
+        path, version, meta, tensors, align, data_offset, size, kv_bytes, data_offset, n_tensors
+    )

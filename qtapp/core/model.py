@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from gguf import GGMLQuantizationType
-
 from qtapp.core.errors import QuantLensError
-from qtapp.core.gguf_reader import ArrayInfo, GGUFFile, read_gguf
+from qtapp.core.gguf_reader import ArrayInfo, GGUFFile, file_type_label, ggml_type_name, read_gguf
 from qtapp.core.quants import tensor_bytes
+from qtapp.core.shards import split_parts
 
 #: arch -> (default sliding-window pattern, dense_first), from each model's load_swa_pattern call
 SWA_PATTERNS: dict[str, tuple[int, bool]] = {
@@ -42,7 +42,6 @@ RECURRENT_BY_KV_HEADS = {
 #: pure recurrent archs
 RECURRENT_ALL = {"mamba", "mamba2", "rwkv6", "rwkv7", "rwkv6qwen2", "arwkv7"}
 
-_SPLIT = re.compile(r"^(?P<stem>.*)-(?P<idx>\d{5})-of-(?P<n>\d{5})\.gguf$")
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 
 
@@ -60,10 +59,7 @@ class Tensor:
 
     @property
     def n_elements(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass
@@ -290,11 +286,7 @@ class ModelInfo:
 
 def shard_paths(path: Path) -> list[Path]:
     """All shards of a split model given any one of them (or just ``[path]``)."""
-    m = _SPLIT.match(path.name)
-    if not m:
-        return [path]
-    n = int(m["n"])
-    shards = [path.with_name(f"{m['stem']}-{i:05d}-of-{n:05d}.gguf") for i in range(1, n + 1)]
+    shards = split_parts(path)
     missing = [s.name for s in shards if not s.exists()]
     if missing:
         raise QuantLensError(
@@ -306,31 +298,12 @@ def shard_paths(path: Path) -> list[Path]:
 
 
 def _type_name(type_id: int, tensor: str, path: Path) -> str:
-    try:
-        return GGMLQuantizationType(type_id).name
-    except ValueError:
-        if type_id > 255:
-            raise QuantLensError(
-                f"{path.name}: tensor {tensor} has ggml type {type_id}, which is not a type.",
-                "The file is corrupt; download it again.",
-            ) from None
-        return f"TYPE{type_id}"  # newer than the gguf package: sized from the offsets
-
-
-def _file_type_name(meta: dict[str, Any], tensors: list[Tensor]) -> str:
-    from gguf import LlamaFileType
-
-    ft = meta.get("general.file_type")
-    if isinstance(ft, int):
-        try:
-            return LlamaFileType(ft).name.removeprefix("MOSTLY_").removeprefix("ALL_")
-        except ValueError:
-            return f"type {ft}"
-    weights = collections.Counter[str]()
-    for t in tensors:
-        if len(t.shape) >= 2:
-            weights[t.type] += t.n_elements
-    return weights.most_common(1)[0][0] if weights else "unknown"
+    if type_id > 255:
+        raise QuantLensError(
+            f"{path.name}: tensor {tensor} has ggml type {type_id}, which is not a type.",
+            "The file is corrupt; download it again.",
+        )
+    return ggml_type_name(type_id)  # "TYPE<n>" when newer than the gguf package: sized by offsets
 
 
 def read_model(path: str | Path) -> ModelInfo:
@@ -386,7 +359,7 @@ def read_model(path: str | Path) -> ModelInfo:
         shards=shards,
         architecture=arch,
         name=name if isinstance(name, str) and name else path.stem,
-        file_type=_file_type_name(meta, tensors),
+        file_type=file_type_label(meta, (ti for f in files for ti in f.tensors)) or "unknown",
         metadata=meta,
         tensors=tensors,
         size_on_disk=sum(f.file_size for f in files),

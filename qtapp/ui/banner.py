@@ -29,6 +29,7 @@ class Banner(QFrame):
         super().__init__(parent)
         self.setObjectName("banner")
         self.level = "info"
+        self._styled_level: str | None = None  # restyling is slow: only when the level changes
         self.title = QLabel()
         self.title.setObjectName("bannerTitle")
         self.text = QLabel()
@@ -58,13 +59,15 @@ class Banner(QFrame):
 
     def set_message(self, level: str, title: str, text: str = "", command: str = "") -> None:
         self.level = level if level in LEVELS else "info"
-        accent, background = LEVELS[self.level]
-        self.setStyleSheet(
-            f"QFrame#banner {{ background: {background}; border: 1px solid {accent};"
-            f" border-left: 5px solid {accent}; border-radius: 6px; }}"
-            f" QLabel#bannerTitle {{ font-weight: 600; color: {accent}; }}"
-            " QLabel { background: transparent; border: none; }"
-        )
+        if self._styled_level != self.level:
+            self._styled_level = self.level
+            accent, background = LEVELS[self.level]
+            self.setStyleSheet(
+                f"QFrame#banner {{ background: {background}; border: 1px solid {accent};"
+                f" border-left: 5px solid {accent}; border-radius: 6px; }}"
+                f" QLabel#bannerTitle {{ font-weight: 600; color: {accent}; }}"
+                " QLabel { background: transparent; border: none; }"
+            )
         self.title.setText(title)
         self.text.setText(text)
         self.text.setVisible(bool(text))

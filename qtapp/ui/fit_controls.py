@@ -161,17 +161,13 @@ class FitControls(QFrame):
         self.changed.emit()
 
     def _on_what_if(self, text: str) -> None:
-        ok = True
-        if text.strip():
-            try:
-                parse_gpu_spec(text)
-            except QuantLensError as exc:
-                ok = False
-                self.what_if_error.setText(exc.message + " " + exc.hint)
-        self.what_if_error.setVisible(not ok)
+        _devices, error = _parse_sizes(text)
+        if error is not None:
+            self.what_if_error.setText(error.message + " " + error.hint)
+        self.what_if_error.setVisible(error is not None)
         for box in self._gpu_boxes:
             box.setEnabled(not text.strip())
-        if ok:
+        if error is None:
             self.changed.emit()
 
     def set_hardware(self, report: Any) -> None:
@@ -194,25 +190,17 @@ class FitControls(QFrame):
         self.changed.emit()
 
     def _on_ram(self, text: str) -> None:
-        ok = True
-        if text.strip():
-            try:
-                parse_gpu_spec(text)
-            except QuantLensError:
-                ok = False
-        self.ram.setStyleSheet("" if ok else "color: #d64545;")
-        if ok:
+        _devices, error = _parse_sizes(text)
+        self.ram.setStyleSheet("" if error is None else "color: #d64545;")
+        if error is None:
             self.changed.emit()
 
     def host(self, detected: Device) -> Device:
         """The detected host, or a what-if RAM size (same bandwidth guess)."""
-        text = self.ram.text().strip()
-        if text:
-            try:
-                size = parse_gpu_spec(text)[0].total_bytes
-                return Device("CPU", size, size, detected.bandwidth, False, "what-if host RAM")
-            except QuantLensError:
-                pass
+        sizes, _error = _parse_sizes(self.ram.text())
+        if sizes:
+            size = sizes[0].total_bytes
+            return Device("CPU", size, size, detected.bandwidth, False, "what-if host RAM")
         return detected
 
     # -- reading ------------------------------------------------------------------------------
@@ -230,12 +218,9 @@ class FitControls(QFrame):
         return self.margin.value() * MIB
 
     def gpus(self) -> list[Device]:
-        text = self.what_if.text().strip()
-        if text:
-            try:
-                return parse_gpu_spec(text)
-            except QuantLensError:
-                pass
+        what_if, _error = _parse_sizes(self.what_if.text())
+        if what_if:
+            return what_if
         if self.report is None:
             return []
         use = [
@@ -249,3 +234,13 @@ class FitControls(QFrame):
 
     def is_what_if(self) -> bool:
         return bool(self.what_if.text().strip()) and not self.what_if_error.isVisible()
+
+
+def _parse_sizes(text: str) -> tuple[list[Device], QuantLensError | None]:
+    """A what-if box's devices (``[]`` when empty or invalid) and why it is invalid, if it is."""
+    if not text.strip():
+        return [], None
+    try:
+        return parse_gpu_spec(text), None
+    except QuantLensError as exc:
+        return [], exc

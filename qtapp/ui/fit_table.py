@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from qtapp.core.plan import Plan, PlanRow
@@ -22,12 +22,25 @@ def _gib(b: float) -> str:
 
 
 class FitTableModel(QAbstractTableModel):
+    """The plan as a table. Cell texts and styles are computed once per plan in :meth:`set_plan`
+    (``data()`` is called thousands of times per repaint), and a new plan of the same rows only
+    signals the cells whose text or style changed, so a context or margin change repaints
+    little."""
+
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self.plan: Plan | None = None
         self.rows: list[PlanRow] = []
         self.devices: list[str] = []
         self.recommended: str | None = None
+        self._headers: list[str] = self.headers()
+        self._texts: list[list[str]] = []
+        self._styles: list[dict[int, tuple[QBrush | None, bool]]] = []  # col -> (colour, bold)
+        self._bold = QFont()
+        self._bold.setBold(True)
+        self._brushes = {k: QBrush(QColor(v)) for k, v in VERDICT_COLOUR.items()}
+        self._left = int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
+        self._right = int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight)
 
     # columns: Type, bpw, Weights, <device totals>, KV, Compute, Layers, Verdict, pp, tg, Figures
     def headers(self) -> list[str]:
@@ -37,29 +50,66 @@ class FitTableModel(QAbstractTableModel):
             + ["KV", "Compute", "Layers", "Verdict", "pp t/s*", "tg t/s*", "Figures"]
         )
 
-    def set_plan(self, plan: Plan) -> None:
+    def set_plan(self, plan: Plan) -> str:
+        """Show ``plan``. Returns what changed: ``"reset"`` (other rows), ``"columns"`` (another
+        number of devices: their columns inserted or removed) or ``"cells"`` (texts only)."""
         devices = [d.name for d in plan.devices]
-        reset = (
-            devices != self.devices
-            or len(plan.rows) != len(self.rows)
-            or [r.type for r in plan.rows] != [r.type for r in self.rows]
-        )
-        if reset:
+        if not self.rows or [r.type for r in plan.rows] != [r.type for r in self.rows]:
+            kind = "reset"
             self.beginResetModel()
+        elif len(devices) != len(self.devices):
+            kind = "columns"
+            grow = len(devices) - len(self.devices)
+            at = 3 + len(self.devices) - 1  # GPUs are added and removed before the host column
+            if grow > 0:
+                self.beginInsertColumns(QModelIndex(), at, at + grow - 1)
+            else:
+                self.beginRemoveColumns(QModelIndex(), at + grow, at - 1)
+        else:
+            kind = "cells"
+        old_texts, old_styles, old_devices = self._texts, self._styles, self.devices
         self.plan, self.rows, self.devices = plan, plan.rows, devices
         self.recommended = plan.recommended
-        if reset:
+        self._headers = self.headers()
+        n_cols = len(self._headers)
+        self._texts = [[self._cell(r, c) for c in range(n_cols)] for r in self.rows]
+        self._styles = [self._row_styles(r) for r in self.rows]
+        if kind == "reset":
             self.endResetModel()
-        elif self.rows:
-            self.dataChanged.emit(
-                self.index(0, 0), self.index(len(self.rows) - 1, self.columnCount() - 1)
-            )
+        elif kind == "columns":
+            if len(devices) > len(old_devices):
+                self.endInsertColumns()
+            else:
+                self.endRemoveColumns()
+            self.headerDataChanged.emit(Qt.Orientation.Horizontal, 0, n_cols - 1)
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, n_cols - 1))
+        else:
+            if devices != old_devices:  # same count, other names
+                self.headerDataChanged.emit(Qt.Orientation.Horizontal, 3, 3 + len(devices) - 1)
+            self._signal_changed_cells(old_texts, old_styles)
+        return kind
+
+    def _signal_changed_cells(
+        self, old_texts: list[list[str]], old_styles: list[dict[int, tuple[QBrush | None, bool]]]
+    ) -> None:
+        """One ``dataChanged`` per column whose text or style changed, over its changed rows."""
+        changed: dict[int, list[int]] = {}
+        for i, (was, now) in enumerate(zip(old_texts, self._texts, strict=True)):
+            for col, text in enumerate(now):
+                if was[col] != text or old_styles[i].get(col) != self._styles[i].get(col):
+                    changed.setdefault(col, []).append(i)
+        for col, rows in changed.items():
+            self.dataChanged.emit(self.index(rows[0], col), self.index(rows[-1], col))
+
+    def column_texts(self) -> dict[str, set[str]]:
+        """Header -> the distinct texts of its column (for deciding when to widen it)."""
+        return {h: {t[c] for t in self._texts} for c, h in enumerate(self._headers)}
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
-        return 0 if parent.isValid() else len(self.rows)
+        return 0 if parent.isValid() else len(self._texts)
 
     def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
-        return 0 if parent.isValid() else len(self.headers())
+        return 0 if parent.isValid() else len(self._headers)
 
     def headerData(
         self,
@@ -70,9 +120,9 @@ class FitTableModel(QAbstractTableModel):
         if orientation != Qt.Orientation.Horizontal:
             return None
         if role == Qt.ItemDataRole.DisplayRole:
-            return self.headers()[section]
+            return self._headers[section]
         if role == Qt.ItemDataRole.ToolTipRole:
-            name = self.headers()[section]
+            name = self._headers[section]
             if name.endswith("t/s*"):
                 return "Predicted tokens/s (memory bandwidth / compute model), until measured."
             if name in ("Weights", "KV", "Compute") or name in self.devices:
@@ -153,37 +203,40 @@ class FitTableModel(QAbstractTableModel):
             return row.note
         return None
 
+    def _row_styles(self, row: PlanRow) -> dict[int, tuple[QBrush | None, bool]]:
+        n_dev = len(self.devices)
+        verdict_col = 3 + n_dev + 3
+        styles: dict[int, tuple[QBrush | None, bool]] = {
+            verdict_col: (self._brushes[row.verdict], True)
+        }
+        if row.type == self.recommended:
+            styles[0] = (None, True)
+        for i, d in enumerate(row.devices[:n_dev]):
+            if d.budget_bytes and d.total_bytes > d.budget_bytes:
+                styles[3 + i] = (self._brushes["no"], False)
+        if row.weights_exact and row.memory_exact:
+            styles[verdict_col + 3] = (self._brushes["fits"], False)
+        return styles
+
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.row() >= len(self.rows):
+        r, col = index.row(), index.column()
+        if r < 0 or r >= len(self._texts) or col < 0 or col >= len(self._headers):
             return None
-        row = self.rows[index.row()]
-        col = index.column()
-        verdict_col = 3 + len(self.devices) + 3
         if role == Qt.ItemDataRole.DisplayRole:
-            return self._cell(row, col)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(row, col)
+            return self._texts[r][col]
         if role == Qt.ItemDataRole.TextAlignmentRole:
-            if col == 0 or col == verdict_col or col == verdict_col + 3:
-                return int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
-            return int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight)
+            verdict_col = 3 + len(self.devices) + 3
+            return self._left if col in (0, verdict_col, verdict_col + 3) else self._right
         if role == Qt.ItemDataRole.ForegroundRole:
-            if col == verdict_col:
-                return QBrush(QColor(VERDICT_COLOUR[row.verdict]))
-            if 3 <= col < 3 + len(self.devices):
-                d = row.devices[col - 3]
-                if d.budget_bytes and d.total_bytes > d.budget_bytes:
-                    return QBrush(QColor(VERDICT_COLOUR["no"]))
-            if col == verdict_col + 3 and row.weights_exact and row.memory_exact:
-                return QBrush(QColor(VERDICT_COLOUR["fits"]))
-        if role == Qt.ItemDataRole.FontRole and (
-            col == verdict_col or (col == 0 and row.type == self.recommended)
-        ):
-            f = QFont()
-            f.setBold(True)
-            return f
+            style = self._styles[r].get(col)
+            return style[0] if style else None
+        if role == Qt.ItemDataRole.FontRole:
+            style = self._styles[r].get(col)
+            return self._bold if style and style[1] else None
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(self.rows[r], col)
         if role == Qt.ItemDataRole.UserRole:
-            return row.type
+            return self.rows[r].type
         return None
 
 
@@ -203,21 +256,61 @@ class FitTable(QTableView):
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setDefaultSectionSize(24)
         self.horizontalHeader().setHighlightSections(False)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # fitted to the contents when they grow, not on every update: ResizeToContents would
+        # measure every cell of every column at each context-slider step
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.horizontalHeader().setStretchLastSection(True)
         self.setWordWrap(False)
         self.follow_recommendation = True  # until the user picks a row
+        self._fitted_widths: dict[str, int] = {}  # header -> widest text when last fitted
+        self._advances: dict[str, int] = {}  # text -> its width, bold
+        self._metrics = QFontMetrics(self.font())
         self.selectionModel().currentRowChanged.connect(self._on_current)
 
     def set_plan(self, plan: Plan) -> None:
-        keep = self.selected_types()
+        keep = [] if self.follow_recommendation else self.selected_types()
         current = self.current_type()
-        self.model_.set_plan(plan)
+        change = self.model_.set_plan(plan)
+        target = current
         if current is None or self.follow_recommendation:
-            current = plan.recommended or current
-        if current is not None:
-            self.select_type(current, keep)
+            target = plan.recommended or current
+        if target is not None and (change != "cells" or target != current):
+            self.select_type(target, keep)
+        self._fit_columns(change == "reset")
         self.row_selected.emit(self.current_row())
+
+    def _fit_columns(self, reset: bool) -> None:
+        """Widen new columns and those whose widest text grew; all of them after a reset."""
+        widths = self._text_widths(reset)
+        if reset:
+            self.resizeColumnsToContents()
+        else:
+            for col, (name, w) in enumerate(widths.items()):
+                if w > self._fitted_widths.get(name, -1):
+                    self.resizeColumnToContents(col)
+        self._fitted_widths = {
+            name: w if reset else max(w, self._fitted_widths.get(name, -1))
+            for name, w in widths.items()
+        }
+
+    def _text_widths(self, reset: bool) -> dict[str, int]:
+        """Header -> pixel width of its widest text, measured bold (an upper bound) and cached."""
+        if reset or len(self._advances) > 20_000:
+            self._advances = {}
+            bold = self.font()
+            bold.setBold(True)
+            self._metrics = QFontMetrics(bold)
+        advances, metrics = self._advances, self._metrics
+        widths: dict[str, int] = {}
+        for name, texts in self.model_.column_texts().items():
+            widest = 0
+            for text in texts:
+                w = advances.get(text)
+                if w is None:
+                    w = advances[text] = metrics.horizontalAdvance(text)
+                widest = max(widest, w)
+            widths[name] = widest
+        return widths
 
     def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
         self.follow_recommendation = False  # programmatic changes block this signal

@@ -12,7 +12,7 @@ from gguf import GGUFWriter, LlamaFileType
 
 from qtapp.core import discovery
 from qtapp.core.discovery import FOLDER, HF, LLAMACPP, LMSTUDIO, OLLAMA, default_locations, scan
-from qtapp.core.gguf_header import GGUFHeaderError, read_gguf_header
+from qtapp.core.gguf_reader import GGUFFormatError, peek_gguf, read_gguf
 
 
 def write_gguf(path: Path, arch: str = "llama", ftype: int | None = 15, **extra: int) -> Path:
@@ -186,13 +186,48 @@ def test_env_overrides_locations(tmp_path: Path) -> None:
 
 def test_header_reader_rejects_bad_files(tmp_path: Path) -> None:
     good = write_gguf(tmp_path / "good.gguf", ftype=None)
-    header = read_gguf_header(good)
+    header = peek_gguf(good)
     assert header.architecture == "llama" and header.file_type == "F16"  # from tensor types
     truncated = tmp_path / "cut.gguf"
     truncated.write_bytes(good.read_bytes()[:200])
-    with pytest.raises(GGUFHeaderError, match="truncated"):
-        read_gguf_header(truncated)
+    with pytest.raises(GGUFFormatError, match="truncated"):
+        peek_gguf(truncated)
     hostile = tmp_path / "hostile.gguf"
     hostile.write_bytes(b"GGUF" + (3).to_bytes(4, "little") + (2**60).to_bytes(8, "little") * 2)
-    with pytest.raises(GGUFHeaderError, match="implausible"):
-        read_gguf_header(hostile)
+    with pytest.raises(GGUFFormatError, match="implausible"):
+        peek_gguf(hostile)
+
+
+def test_listing_stops_after_the_metadata_when_the_type_is_named(tmp_path: Path) -> None:
+    """general.file_type present: the tensor table is never parsed (a cheap listing)."""
+    named = write_gguf(tmp_path / "named.gguf", ftype=int(LlamaFileType.MOSTLY_Q8_0))
+    metadata_end = 24 + read_gguf(named).kv_bytes  # magic, version, two counts, then the keys
+    cut = tmp_path / "cut-after-metadata.gguf"
+    cut.write_bytes(named.read_bytes()[:metadata_end])
+    peek = peek_gguf(cut)
+    assert (peek.architecture, peek.file_type, peek.tensor_count) == ("llama", "Q8_0", 1)
+    with pytest.raises(GGUFFormatError, match="truncated|ends inside"):
+        read_gguf(cut)  # the full reader needs the tensor infos
+    unnamed = write_gguf(tmp_path / "unnamed.gguf", ftype=None)
+    cut.write_bytes(unnamed.read_bytes()[: 24 + read_gguf(unnamed).kv_bytes])
+    with pytest.raises(GGUFFormatError):
+        peek_gguf(cut)  # no general.file_type: the listing must read the tensor types
+
+
+def test_headers_longer_than_the_first_read_are_read_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader pulls more of the file in as it parses (here 64 bytes at first)."""
+    from qtapp.core import gguf_reader
+
+    path = write_gguf(tmp_path / "vocab.gguf", ftype=None)  # 300 tokens: a few KiB of header
+    whole = read_gguf(path)
+    monkeypatch.setattr(gguf_reader, "PEEK_CHUNK", 64)
+    monkeypatch.setattr(gguf_reader, "FULL_CHUNK", 64)
+    small = read_gguf(path)
+    assert (small.data_offset, small.kv_bytes, small.tensors) == (
+        whole.data_offset,
+        whole.kv_bytes,
+        whole.tensors,
+    )
+    assert peek_gguf(path).file_type == "F16"  # read on into the tensor infos

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 
 from qtapp.core.demo import demo_model_path
 from qtapp.core.discovery import Location, scan
-from qtapp.core.gguf_header import read_gguf_header
+from qtapp.core.gguf_reader import peek_gguf
 from qtapp.core.paths import app_paths
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ def test_demo_model_assembles_once_and_opens(qtbot) -> None:  # type: ignore[no-
     assert path.parent == app_paths().models and path.stat().st_size > 250_000_000
     assert steps[-1] == 1.0 and steps == sorted(steps)
     assert not path.with_name(path.name + ".part").exists()
-    header = read_gguf_header(path)
+    header = peek_gguf(path)
     assert (header.architecture, header.file_type) == ("gemma3", "Q4_K_M")
     started = time.monotonic()
     assert demo_model_path() == path  # the stamp spares a second 253 MB hash

@@ -159,20 +159,21 @@ def test_start_marks_dead_runs_interrupted_and_cleans_part_files(qtbot) -> None:
     p.shutdown()
 
 
-def test_pyside_refcount_workaround_survives_many_calls(qtbot) -> None:
-    """PySide6 6.12 drops a reference to None on every void call (see qtapp.ui.pyside_fixes)."""
+def test_pyside_keeps_references_to_none_and_true(qtbot) -> None:
+    """PySide6 6.12.0 dropped a reference to None on every void call and to True on every emit
+    (fatal after a few thousand calls on Python 3.11); pyproject.toml excludes that release."""
     import sys
 
     from PySide6.QtWidgets import QLabel
 
-    from qtapp.ui import pyside_fixes
-
-    pyside_fixes.apply()
     label = QLabel()
     qtbot.addWidget(label)
-    for _ in range(20_000):  # several times None's natural reference count on Python 3.11
+    none_before, true_before = sys.getrefcount(None), sys.getrefcount(True)
+    for _ in range(2000):
         label.setText("x")
-    assert sys.getrefcount(None) > 1000
+        label.windowTitleChanged.emit("t")
+    assert sys.getrefcount(None) >= none_before - 10  # other objects may come and go
+    assert sys.getrefcount(True) >= true_before - 10
 
 
 def test_detected_gpus_set_the_budget_until_a_what_if_is_typed(page: Page) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QApplication
 
-from qtapp.core.synth_archs import write_tiny_qwen3moe
+from qtapp.core.synth_archs import write_tiny_gemma3, write_tiny_qwen3moe
 from qtapp.ui.context import AppContext
+from qtapp.ui.fit_table import _gib
 from qtapp.ui.pages.fit_page import Page
 
 
@@ -64,6 +67,40 @@ def test_controls_replan_fast(qtbot, page: Page, tiny_model: Path) -> None:  # n
     qtbot.waitUntil(lambda: page.plan.settings.type_v == "q8_0", timeout=2000)
     assert "flash attention" in page.controls.fa_note.text()
     assert page.plan.rows[0].devices[-1].kv_bytes < 4 * before
+
+
+def test_context_changes_update_the_table_within_50ms(
+    qtbot,  # noqa: ANN001
+    page: Page,
+    tmp_path: Path,
+) -> None:
+    """The issue's responsiveness bound: a control change redraws the fit table in < 50 ms.
+
+    Each step is the whole chain a user triggers: the spin box's signal, the zero-delay replan
+    timer, the in-place table update and the repaint that follows.
+    """
+    _open(qtbot, page, write_tiny_gemma3(tmp_path / "gemma-shaped.gguf"))
+    model = page.table.model_
+    kv_col = model.headers().index("KV")
+    app = QApplication.instance()
+    resets: list[str] = []
+    model.modelReset.connect(lambda: resets.append("reset"))
+    timings: list[float] = []
+    for i in range(10):
+        n_ctx = 2048 * (i % 5 + 2)  # 4096 ... 12288, never the value before
+        t0 = time.perf_counter()
+        page.controls.ctx_box.setValue(n_ctx)
+        for _ in range(100):  # the zero-delay timer fires on the first pass or so
+            if page.plan.settings.n_ctx == n_ctx:
+                break
+            app.processEvents()
+        app.processEvents()  # the repaint the update posted
+        timings.append((time.perf_counter() - t0) * 1000)
+        assert page.plan.settings.n_ctx == n_ctx
+        kv_bytes = sum(d.kv_bytes for d in page.plan.rows[0].devices)
+        assert model.index(0, kv_col).data() == _gib(kv_bytes)  # the cell follows the plan
+    assert statistics.median(timings) < 50, f"context changes took {timings} ms"
+    assert resets == []  # cells are updated in place, the rows and selection stay
 
 
 def test_what_if_gpus(qtbot, page: Page, tiny_model: Path) -> None:  # noqa: ANN001

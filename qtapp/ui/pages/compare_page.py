@@ -30,7 +30,6 @@ from qtapp.core.comparison import (
 )
 from qtapp.core.errors import QuantLensError
 from qtapp.core.results import ResultsStore, RunRecord
-from qtapp.ui import pyside_fixes
 from qtapp.ui.compare_budget import RecommendationPanel, detected_budget, margin_bytes
 from qtapp.ui.compare_charts import CurvesChart, QualityChart, SpeedChart
 from qtapp.ui.compare_export import ExportButton
@@ -55,7 +54,6 @@ class Page(QWidget):
 
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
-        pyside_fixes.apply()  # PySide6 6.12 on Python 3.11 leaks None/True references
         self.ctx = ctx
         self.store: ResultsStore | None = None
         self.runs: list[RunRecord] = []

@@ -44,9 +44,9 @@ log = logging.getLogger(__name__)
 
 def _source_file_type(path: Path) -> str | None:
     try:
-        from qtapp.core.gguf_header import read_gguf_header
+        from qtapp.core.gguf_reader import peek_gguf
 
-        return read_gguf_header(path).file_type
+        return peek_gguf(path).file_type
     except Exception:  # noqa: BLE001 - an unreadable file is reported by the job itself
         return None
 
