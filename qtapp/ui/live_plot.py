@@ -1,0 +1,283 @@
+"""A live pyqtgraph chart: several runs overlaid, an optional uncertainty band, a crosshair.
+
+Slots only append to Python lists; a 100 ms ``QTimer`` pushes the new data with ``setData``
+(peak downsampling, clip to view), so a fast stream of points never stalls the GUI thread.
+Exports to PNG and SVG with pyqtgraph's exporters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from qtapp.ui import pyside_fixes
+
+#: one colour per run, distinguishable and readable on light and dark backgrounds
+PALETTE = [
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+]
+
+
+class IntegerAxis(pg.AxisItem):
+    """An axis that only labels whole numbers (chunks, repetitions)."""
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, ANN001, ANN201 - pyqtgraph API
+        levels = super().tickValues(minVal, maxVal, size)
+        out = []
+        for spacing, values in levels:
+            if spacing < 1:
+                continue
+            out.append((spacing, [v for v in values if float(v).is_integer()]))
+        if not out:
+            lo, hi = int(np.ceil(minVal)), int(np.floor(maxVal))
+            out = [(1.0, list(range(lo, hi + 1)))]
+        return out
+
+
+@dataclass
+class _Run:
+    label: str
+    color: str
+    curve: pg.PlotDataItem
+    upper: pg.PlotDataItem | None = None
+    lower: pg.PlotDataItem | None = None
+    band: pg.FillBetweenItem | None = None
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+    errs: list[float] = field(default_factory=list)
+    dirty: bool = False
+
+
+class LivePlot(QWidget):
+    """One chart. ``add_run`` then ``append`` points; the timer redraws what changed."""
+
+    REDRAW_MS = 100
+
+    def __init__(
+        self,
+        title: str,
+        x_label: str,
+        y_label: str,
+        *,
+        band: bool = False,
+        log_y: bool = False,
+        symbols: bool = False,
+        integer_x: bool = False,
+        legend: bool = True,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        pyside_fixes.apply()  # pyqtgraph redraws make many void calls: see that module
+        self._band = band
+        self._symbols = symbols
+        self._runs: dict[str, _Run] = {}
+        axes = {"bottom": IntegerAxis("bottom")} if integer_x else None
+        self.plot = pg.PlotWidget(background=None, axisItems=axes)
+        self.plot.setMinimumHeight(150)
+        item = self.plot.getPlotItem()
+        item.setTitle(title, size="10pt")
+        item.setLabel("bottom", x_label)
+        item.setLabel("left", y_label)
+        item.showGrid(x=True, y=True, alpha=0.25)
+        item.setDownsampling(mode="peak", auto=True)
+        item.setClipToView(True)
+        if log_y:
+            item.setLogMode(y=True)
+        self.legend = (
+            pg.LegendItem()
+            if not legend
+            else item.addLegend(
+                offset=(-10, 10),
+                labelTextSize="8pt",
+                brush=pg.mkBrush(255, 255, 255, 210),
+                pen=pg.mkPen(200, 200, 200),
+                labelTextColor="#222",
+            )
+        )
+        self._readout = pg.TextItem(
+            anchor=(0, 1),
+            color="#222",
+            fill=pg.mkBrush(255, 255, 255, 225),
+            border=pg.mkPen(180, 180, 180),
+        )
+        self._readout.setZValue(100)
+        self._vline = pg.InfiniteLine(
+            angle=90, movable=False, pen=pg.mkPen("#888", width=1, style=Qt.DashLine)
+        )
+        for it in (self._vline, self._readout):
+            item.addItem(it, ignoreBounds=True)
+            it.hide()
+        self._proxy = pg.SignalProxy(
+            self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved
+        )
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+        self._timer = QTimer(self)
+        self._timer.setInterval(self.REDRAW_MS)
+        self._timer.timeout.connect(self.redraw)
+        self._timer.start()
+        self.log_y = log_y
+
+    # -- data ------------------------------------------------------------------------------
+    def runs(self) -> list[str]:
+        return list(self._runs)
+
+    def has_run(self, key: str) -> bool:
+        return key in self._runs
+
+    def add_run(self, key: str, label: str, color: str | None = None, dashed: bool = False) -> None:
+        if key in self._runs:
+            return
+        color = color or PALETTE[len(self._runs) % len(PALETTE)]
+        pen = pg.mkPen(color, width=2, style=Qt.DashLine if dashed else Qt.SolidLine)
+        kwargs = (
+            {"symbol": "o", "symbolSize": 6, "symbolBrush": color, "symbolPen": None}
+            if self._symbols
+            else {}
+        )
+        curve = self.plot.plot([], [], pen=pen, name=label, **kwargs)
+        run = _Run(label, color, curve)
+        if self._band:
+            faint = pg.mkPen(None)
+            run.upper = pg.PlotDataItem([], [], pen=faint)
+            run.lower = pg.PlotDataItem([], [], pen=faint)
+            fill = pg.mkColor(color)
+            fill.setAlpha(50)
+            run.band = pg.FillBetweenItem(run.upper, run.lower, brush=pg.mkBrush(fill))
+            item = self.plot.getPlotItem()
+            for it in (run.upper, run.lower, run.band):
+                item.addItem(it)
+        self._runs[key] = run
+
+    def append(self, key: str, x: float, y: float, err: float | None = None) -> None:
+        run = self._runs.get(key)
+        if run is None:
+            self.add_run(key, key)
+            run = self._runs[key]
+        run.xs.append(float(x))
+        run.ys.append(float(y))
+        run.errs.append(float(err) if err is not None else 0.0)
+        run.dirty = True
+
+    def set_label(self, key: str, label: str) -> None:
+        run = self._runs.get(key)
+        if run is not None:
+            run.label = label
+            for sample, text in self.legend.items:
+                if sample.item is run.curve:
+                    text.setText(label)
+
+    def clear(self) -> None:
+        item = self.plot.getPlotItem()
+        for run in self._runs.values():
+            for it in (run.curve, run.upper, run.lower, run.band):
+                if it is not None:
+                    item.removeItem(it)
+        self.legend.clear()
+        self._runs.clear()
+
+    def redraw(self) -> None:
+        """Push new points to the curves (the timer calls this; cheap when nothing changed)."""
+        for run in self._runs.values():
+            if not run.dirty:
+                continue
+            run.dirty = False
+            x = np.asarray(run.xs)
+            y = np.asarray(run.ys)
+            run.curve.setData(x, y)
+            if run.upper is not None and run.lower is not None:
+                e = np.asarray(run.errs)
+                lo = np.maximum(y - e, 1e-12) if self.log_y else y - e
+                run.upper.setData(x, y + e)
+                run.lower.setData(x, lo)
+
+    def data(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        run = self._runs[key]
+        return np.asarray(run.xs), np.asarray(run.ys), np.asarray(run.errs)
+
+    # -- crosshair -------------------------------------------------------------------------
+    def _mouse_moved(self, evt: tuple[object]) -> None:
+        pos = evt[0]
+        item = self.plot.getPlotItem()
+        if not self._runs or not item.sceneBoundingRect().contains(pos):
+            self._vline.hide()
+            self._readout.hide()
+            return
+        point = item.vb.mapSceneToView(pos)
+        self.show_values_at(point.x())
+
+    def show_values_at(self, x: float) -> str:
+        """Move the crosshair to ``x`` and show each run's nearest value; returns the text."""
+        lines = []
+        for run in self._runs.values():
+            if not run.xs:
+                continue
+            xs = np.asarray(run.xs)
+            i = int(np.argmin(np.abs(xs - x)))
+            err = f" ± {run.errs[i]:.4g}" if run.errs[i] else ""
+            lines.append(f"{run.label}: {run.ys[i]:.5g}{err}  (x = {run.xs[i]:g})")
+        text = "\n".join(lines)
+        if not lines:
+            return text
+        vb = self.plot.getPlotItem().vb
+        (x0, _x1), (y0, _y1) = vb.viewRange()
+        self._vline.setPos(x)
+        self._readout.setText(text)
+        self._readout.setPos(x, y0)
+        self._vline.show()
+        self._readout.show()
+        return text
+
+    # -- export ----------------------------------------------------------------------------
+    def export_png(self, path: str | Path, width: int = 1200) -> Path:
+        from pyqtgraph.exporters import ImageExporter
+
+        self.redraw()
+        exporter = ImageExporter(self.plot.getPlotItem())
+        exporter.parameters()["width"] = width
+        exporter.export(str(path))
+        return Path(path)
+
+    def export_svg(self, path: str | Path) -> Path:
+        """pyqtgraph's SVGExporter; Qt's SVG generator where it fails (it does on PySide 6.12)."""
+        from pyqtgraph.exporters import SVGExporter
+
+        self.redraw()
+        target = Path(path)
+        try:
+            SVGExporter(self.plot.getPlotItem()).export(str(target))
+        except (ValueError, IndexError):
+            self._export_svg_qt(target)
+        return target
+
+    def _export_svg_qt(self, target: Path) -> None:
+        from PySide6.QtGui import QPainter
+        from PySide6.QtSvg import QSvgGenerator
+
+        gen = QSvgGenerator()
+        gen.setFileName(str(target))
+        gen.setSize(self.plot.size())
+        gen.setViewBox(self.plot.rect())
+        gen.setTitle("QuantLens chart")
+        painter = QPainter(gen)
+        try:
+            self.plot.render(painter)
+        finally:
+            painter.end()
+        if not target.exists() or target.stat().st_size == 0:
+            raise OSError(f"nothing was written to {target}")
