@@ -15,8 +15,6 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from qtapp.ui import pyside_fixes
-
 #: one colour per run, distinguishable and readable on light and dark backgrounds
 PALETTE = [
     "#1f77b4",
@@ -81,7 +79,6 @@ class LivePlot(QWidget):
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        pyside_fixes.apply()  # pyqtgraph redraws make many void calls: see that module
         self._band = band
         self._symbols = symbols
         self._runs: dict[str, _Run] = {}
