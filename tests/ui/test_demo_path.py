@@ -79,8 +79,9 @@ class FakeEvaluate:
     def __init__(self) -> None:
         self.calls: list[tuple[list[Path], Path, int, bool]] = []
 
-    def queue(self, models, base, chunks, speed):  # type: ignore[no-untyped-def]
+    def queue(self, models, base, chunks, speed, repetitions=5):  # type: ignore[no-untyped-def]
         self.calls.append((list(models), base, chunks, speed))
+        self.repetitions = repetitions
 
 
 def test_tour_chains_quantize_then_evaluate(qtbot, window: MainWindow, tiny_model: Path) -> None:  # type: ignore[no-untyped-def]

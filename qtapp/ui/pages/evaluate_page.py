@@ -159,9 +159,18 @@ class Page(QWidget):
             self.controls.set_models([Path(ctx.model_path)])
 
     # -- public ----------------------------------------------------------------------------
-    def queue(self, models: list[Path], base: Path | None, chunks: int, speed: bool = True) -> None:
+    def queue(
+        self,
+        models: list[Path],
+        base: Path | None,
+        chunks: int,
+        speed: bool = True,
+        repetitions: int | None = None,
+    ) -> None:
         """Evaluate ``models`` (KLD against ``base`` when given) on ``chunks`` chunks."""
         self.controls.set_models([Path(m) for m in models])
+        if repetitions is not None:
+            self.controls.reps.setValue(max(1, int(repetitions)))
         self.controls.base.set_text(str(base) if base else "")
         self.controls.chunks.setValue(max(0, int(chunks)))
         self.controls.speed.setChecked(bool(speed))
