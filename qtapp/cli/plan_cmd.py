@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from qtapp.core.devices import MIB, Device, host_device, parse_gpu_spec, probe_devices
 from qtapp.core.errors import QuantLensError
 from qtapp.core.kv_model import KV_TYPES, ContextSettings
 from qtapp.core.model import read_model
 from qtapp.core.plan import Plan, PlanInputs, make_plan, targets_for
-from qtapp.core.quants import ALIASES, QUANT_TYPES, RECIPES
+from qtapp.core.quality_order import METRIC_NAMES, measured_order
+from qtapp.core.quants import ALIASES, QUANT_TYPES, RECIPES, Recipe
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,7 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--batch", type=int, default=2048, help="n_batch (default 2048)")
     p.add_argument("--ubatch", type=int, default=512, help="n_ubatch (default 512)")
     p.add_argument(
-        "--types", default=None, help="comma-separated quant types / recipes (default: all)"
+        "--types",
+        default=None,
+        help="comma-separated quant types, recipes or your saved recipes (default: all)",
+    )
+    p.add_argument(
+        "--published-order",
+        action="store_true",
+        help="rank types by llama.cpp's published order even when you have measured them",
     )
     p.add_argument(
         "--fast", action="store_true", help="instant estimates only; skip llama.cpp's dry runs"
@@ -50,22 +57,34 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def _targets(text: str | None, model: Any) -> list[str]:
+def _user_recipes() -> dict[str, Recipe]:
+    from qtapp.core.recipes_store import load_user_recipes
+
+    try:
+        return load_user_recipes()
+    except OSError as exc:  # an unreadable config folder costs the user recipes, not the plan
+        print(f"warning: could not read your recipes: {exc}", file=sys.stderr)
+        return {}
+
+
+def _targets(text: str | None, inp: PlanInputs) -> list[str]:
     if not text:
-        return targets_for(model)
+        return targets_for(inp.model, inp.recipes, inp.quality)
     out = []
     for raw in text.split(","):
         name = raw.strip()
         if not name:
             continue
         key = ALIASES.get(name.upper(), name.upper())
-        match = next((r for r in RECIPES if r.upper() == key), None) or (
-            key if key in QUANT_TYPES else None
+        match = (
+            next((r for r in RECIPES if r.upper() == key), None)
+            or (key if key in QUANT_TYPES else None)
+            or next((r for r in inp.recipes if r.upper() == name.upper()), None)
         )
         if match is None:
             raise QuantLensError(
                 f"Unknown quant type or recipe {name!r}.",
-                f"Known: {', '.join([*QUANT_TYPES, *RECIPES])}.",
+                f"Known: {', '.join([*QUANT_TYPES, *RECIPES, *inp.recipes])}.",
             )
         out.append(match)
     return out
@@ -81,8 +100,11 @@ def build_inputs(args: argparse.Namespace) -> tuple[PlanInputs, list[str]]:
     if args.ram:
         ram = parse_gpu_spec(args.ram)[0].total_bytes
         host = Device("CPU", ram, ram, host.bandwidth, False, "what-if host RAM")
-    inp = PlanInputs(model, cs, gpus, host, margin=args.margin * MIB, ngl=args.ngl)
-    return inp, _targets(args.types, model)
+    recipes = _user_recipes()
+    inp = PlanInputs(model, cs, gpus, host, margin=args.margin * MIB, ngl=args.ngl, recipes=recipes)
+    if not getattr(args, "published_order", False):
+        inp.quality = measured_order(model, recipes)
+    return inp, _targets(args.types, inp)
 
 
 def add_exact(inp: PlanInputs, targets: list[str]) -> list[str]:
@@ -94,7 +116,7 @@ def add_exact(inp: PlanInputs, targets: list[str]) -> list[str]:
     warnings: list[str] = []
     missing = []
     for t in targets:
-        hit = fit_exact.cached_weights(m, t)
+        hit = fit_exact.cached_weights(m, t, inp.recipes.get(t))
         if hit is not None:
             inp.weights[t] = hit
         else:
@@ -107,9 +129,10 @@ def add_exact(inp: PlanInputs, targets: list[str]) -> list[str]:
                 targets=missing,
                 allow_requantize=True,
                 n_layer=m.n_layer,
+                user_recipes=[inp.recipes[t].to_dict() for t in missing if t in inp.recipes],
             )
             for t, r in res["results"].items():
-                inp.weights[t] = fit_exact.store_weights(m, t, r)
+                inp.weights[t] = fit_exact.store_weights(m, t, r, inp.recipes.get(t))
             warnings += [f"{t}: {e}" for t, e in res["errors"].items()]
         except QuantLensError as exc:
             warnings.append(f"exact weights unavailable ({exc.message}); showing estimates")
@@ -140,18 +163,29 @@ def format_table(plan: Plan) -> str:
             for d in plan.devices
         )
         + f" (margin {plan.margin // MIB} MiB per GPU)",
+        "Quality order: "
+        + (
+            f"your measurements ({plan.quality.describe(plan.quality.measured)}), "
+            "llama.cpp's published order for the rest"
+            if plan.quality.source == "measured"
+            else "llama.cpp's published order"
+        ),
         "",
     ]
     devs = [d.name for d in plan.devices]
-    head = f"{'type':<9} {'bpw':>5} {'weights':>8} " + " ".join(f"{d:>8}" for d in devs)
+    tw = max([9, *(len(r.type) for r in plan.rows)])
+    head = f"{'type':<{tw}} {'bpw':>5} {'weights':>8} " + " ".join(f"{d:>8}" for d in devs)
     head += f" {'ngl':>4} {'verdict':<8} {'tg t/s':>7} {'pp t/s':>8}  note"
     lines += [head + "   (GiB; * = exact from llama.cpp; t/s predicted)", "-" * len(head)]
     for r in plan.rows:
         star = "*" if r.weights_exact else " "
         cells = " ".join(_gib(u.total_bytes) + ("*" if r.memory_exact else " ") for u in r.devices)
         tag = " (imatrix)" if r.needs_imatrix else ""
+        tag += " (your recipe)" if r.user_recipe else ""
+        if r.measured_quality is not None:
+            tag += f" (measured {METRIC_NAMES[plan.quality.metric]} {r.measured_quality:.4g})"
         lines.append(
-            f"{r.type:<9} {r.bpw:5.2f} {_gib(r.weights_bytes)}{star}{cells} "
+            f"{r.type:<{tw}} {r.bpw:5.2f} {_gib(r.weights_bytes)}{star}{cells} "
             f"{r.n_gpu_layers:>4} {r.verdict:<8} {r.predicted_tg_tps:7.1f} "
             f"{r.predicted_pp_tps:8.0f}  {r.note}{tag}"
         )
@@ -178,9 +212,8 @@ def run(args: argparse.Namespace) -> int:
         warnings = [] if args.fast else add_exact(inp, targets)
         plan = make_plan(inp, targets)
     except QuantLensError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(exc.hint, file=sys.stderr)
+        # one line: scripts and people both read the first line of stderr
+        print(f"error: {exc.message} {exc.hint}".rstrip(), file=sys.stderr)
         return 2
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -18,6 +18,7 @@ from qtapp.core.kv_model import ContextSettings
 from qtapp.core.model import ModelInfo
 from qtapp.core.paths import app_paths
 from qtapp.core.plan import ExactFigures, Weights
+from qtapp.core.quants import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,22 @@ def _save(path: Path, data: dict[str, Any]) -> None:
 
 
 # -- weights -------------------------------------------------------------------------------------
-def weights_params(m: ModelInfo, target: str) -> dict[str, Any]:
-    return {"model": str(m.path), "target": target, "allow_requantize": True, "n_layer": m.n_layer}
+def weights_params(m: ModelInfo, target: str, recipe: Recipe | None = None) -> dict[str, Any]:
+    """The dry run's params; ``recipe``: the user recipe named ``target`` (sent as a dict)."""
+    params: dict[str, Any] = {
+        "model": str(m.path),
+        "target": target,
+        "allow_requantize": True,
+        "n_layer": m.n_layer,
+    }
+    if recipe is not None:
+        params["user_recipes"] = [recipe.to_dict()]
+    return params
+
+
+def _weights_key(target: str, recipe: Recipe | None) -> dict[str, Any]:
+    # a user recipe is keyed by its content too: editing it must not reuse old sizes
+    return {"target": target, **({"recipe": recipe.to_dict()} if recipe is not None else {})}
 
 
 def weights_from_result(target: str, result: dict[str, Any]) -> Weights:
@@ -77,12 +92,14 @@ def weights_from_result(target: str, result: dict[str, Any]) -> Weights:
     )
 
 
-def cached_weights(m: ModelInfo, target: str) -> Weights | None:
-    data = _load(_cache_file(m, "weights", {"target": target}))
+def cached_weights(m: ModelInfo, target: str, recipe: Recipe | None = None) -> Weights | None:
+    data = _load(_cache_file(m, "weights", _weights_key(target, recipe)))
     return weights_from_result(target, data) if data else None
 
 
-def store_weights(m: ModelInfo, target: str, result: dict[str, Any]) -> Weights:
+def store_weights(
+    m: ModelInfo, target: str, result: dict[str, Any], recipe: Recipe | None = None
+) -> Weights:
     keep = {
         "tensors": [
             {"name": t["name"], "type": t["type"], "bytes": t["bytes"]}
@@ -90,18 +107,19 @@ def store_weights(m: ModelInfo, target: str, result: dict[str, Any]) -> Weights:
         ],
         "needs_imatrix": result.get("needs_imatrix", False),
     }
-    _save(_cache_file(m, "weights", {"target": target}), keep)
+    _save(_cache_file(m, "weights", _weights_key(target, recipe)), keep)
     return weights_from_result(target, keep)
 
 
-def exact_weights(m: ModelInfo, target: str) -> Weights:
+def exact_weights(m: ModelInfo, target: str, recipe: Recipe | None = None) -> Weights:
     """Blocking: the cached figures, or a dry-run quantization in a child process."""
     from qtapp.core.jobs import run_job
 
-    hit = cached_weights(m, target)
+    hit = cached_weights(m, target, recipe)
     if hit is not None:
         return hit
-    return store_weights(m, target, run_job("dry_quantize", **weights_params(m, target)))
+    result = run_job("dry_quantize", **weights_params(m, target, recipe))
+    return store_weights(m, target, result, recipe)
 
 
 # -- KV and compute --------------------------------------------------------------------------------

@@ -286,7 +286,13 @@ class ModelInfo:
 
 def shard_paths(path: Path) -> list[Path]:
     """All shards of a split model given any one of them (or just ``[path]``)."""
+    if path.is_dir():
+        raise QuantLensError(
+            f"{path} is a folder, not a model file.", "Give the path of a .gguf file."
+        )
     shards = split_parts(path)
+    if shards == [path] and not path.exists():
+        raise QuantLensError(f"{path} does not exist.", "Check the path of the .gguf file.")
     missing = [s.name for s in shards if not s.exists()]
     if missing:
         raise QuantLensError(

@@ -30,7 +30,8 @@ from qtapp.core.placement import (
     moe_upgrade,
     verdict_of,
 )
-from qtapp.core.quants import QUALITY_ORDER, QUANT_TYPES, RECIPES, quality_rank
+from qtapp.core.quality_order import QualityOrder, published_rank
+from qtapp.core.quants import QUALITY_ORDER, QUANT_TYPES, RECIPES, Recipe, quality_rank
 from qtapp.core.speed import predict_speed
 from qtapp.core.weights import (
     FLOAT_TYPES,
@@ -47,6 +48,7 @@ __all__ = [
     "Plan",
     "PlanInputs",
     "PlanRow",
+    "QualityOrder",
     "Weights",
     "current_weights",
     "estimate_weights",
@@ -81,6 +83,8 @@ class PlanRow:
     note: str = ""
     tensor_split: list[float] | None = None
     llama_args: str = ""  # the llama.cpp flags that reproduce this placement
+    user_recipe: bool = False
+    measured_quality: float | None = None  # the user's mean KLD (or PPL), see Plan.quality
 
     @property
     def host_bytes(self) -> int:
@@ -106,6 +110,8 @@ class PlanRow:
             "note": self.note,
             "tensor_split": self.tensor_split,
             "llama_args": self.llama_args,
+            "user_recipe": self.user_recipe,
+            "measured_quality": self.measured_quality,
             "devices": [d.to_dict() for d in self.devices],
         }
 
@@ -120,6 +126,7 @@ class Plan:
     recommended: str | None
     recommended_ctx: int | None
     why: str
+    quality: QualityOrder = field(default_factory=QualityOrder)
 
     def row(self, name: str) -> PlanRow | None:
         return next((r for r in self.rows if r.type == name), None)
@@ -144,6 +151,7 @@ class Plan:
             "recommended": self.recommended,
             "recommended_ctx": self.recommended_ctx,
             "why": self.why,
+            "quality_order": self.quality.to_dict(),
             "rows": [r.to_dict() for r in self.rows],
         }
 
@@ -162,6 +170,15 @@ class PlanInputs:
     tensor_split: list[float] | None = None
     weights: dict[str, Weights] = field(default_factory=dict)  # exact sizes by target
     exact: dict[ContextSettings, ExactFigures] = field(default_factory=dict)
+    #: ranks the candidates; measured from the results store when the caller read it
+    quality: QualityOrder = field(default_factory=QualityOrder)
+    recipes: dict[str, Recipe] = field(default_factory=dict)  # the user's recipes by name
+
+    def rank(self, name: str) -> float:
+        """Higher is better: the measured order where there is one, else the published one."""
+        if self.quality.is_measured(name):
+            return self.quality.rank(name)
+        return published_rank(name, self.recipes)
 
 
 def plan_row(
@@ -242,21 +259,35 @@ def plan_row(
         needs_imatrix=w.needs_imatrix or bool(qt and qt.needs_imatrix),
         special=qt.special if qt else "",
         note=note,
+        user_recipe=w.target in inp.recipes,
     )
+    measured = inp.quality.measured.get(w.target)
+    row.measured_quality = measured.value if measured is not None else None
     row.tensor_split = pl.tensor_split
     row.llama_args = llama_args(pl, bool(inp.gpus), len(inp.gpus))
     return row
 
 
-def targets_for(m: ModelInfo) -> list[str]:
-    """Every quant type and recipe, best first; types that only suit other models are left out."""
+def targets_for(
+    m: ModelInfo,
+    recipes: dict[str, Recipe] | None = None,
+    quality: QualityOrder | None = None,
+) -> list[str]:
+    """Every quant type, built-in recipe and user recipe, best first (by ``quality``, else
+    llama.cpp's published order); types that only suit other models are left out."""
     names = [
         n
         for n in QUANT_TYPES
         if not QUANT_TYPES[n].special or (QUANT_TYPES[n].family == "mxfp4" and m.is_moe)
     ]
     names += list(RECIPES)
-    return sorted(names, key=lambda n: -quality_rank(n))
+    names += [n for n in recipes or {} if n not in names]
+    order = quality or QualityOrder()
+
+    def rank(n: str) -> float:
+        return order.rank(n) if order.is_measured(n) else published_rank(n, recipes)
+
+    return sorted(names, key=lambda n: -rank(n))
 
 
 def _weights_for(inp: PlanInputs, target: str) -> Weights:
@@ -264,7 +295,7 @@ def _weights_for(inp: PlanInputs, target: str) -> Weights:
     if w is not None and w.exact and len(w.tensors) < len(inp.model.tensors):
         # llama.cpp sized only part of the tensors (e.g. a type the gguf package does not know):
         # fill the gaps with estimates and do not claim exactness
-        est = estimate_weights(inp.model, target)
+        est = estimate_weights(inp.model, target, inp.recipes)
         w = Weights(
             target,
             {**est.tensors, **w.tensors},
@@ -272,10 +303,12 @@ def _weights_for(inp: PlanInputs, target: str) -> Weights:
             needs_imatrix=w.needs_imatrix or est.needs_imatrix,
         )
     if w is None:
-        key = ("estimate", target)
+        recipe = inp.recipes.get(target)
+        # a user recipe can be edited between plans: its rules are part of the key
+        key = ("estimate", target, repr((recipe.base, recipe.rules)) if recipe is not None else "")
         w = inp.model.memo.get(key)
         if w is None:
-            w = inp.model.memo[key] = estimate_weights(inp.model, target)
+            w = inp.model.memo[key] = estimate_weights(inp.model, target, inp.recipes)
     return w
 
 
@@ -287,7 +320,7 @@ def _candidate(inp: PlanInputs, row: PlanRow) -> bool:
     # re-quantizing to a better type than the file's own gains no quality
     source = inp.model.file_type
     if source in QUALITY_ORDER and source not in FLOAT_TYPES:
-        return quality_rank(row.type) <= quality_rank(source)
+        return published_rank(row.type, inp.recipes) <= quality_rank(source)
     return row.weights_bytes <= inp.model.weights_bytes * 1.02
 
 
@@ -323,24 +356,27 @@ def _gib(b: int) -> str:
 
 
 def _recommend(inp: PlanInputs, rows: list[PlanRow]) -> tuple[str | None, int | None, str]:
-    cands = sorted((r for r in rows if _candidate(inp, r)), key=lambda r: -quality_rank(r.type))
+    cands = sorted((r for r in rows if _candidate(inp, r)), key=lambda r: -inp.rank(r.type))
     floor = quality_rank(QUALITY_FLOOR)
     # below the floor only as a last resort: a partial plan of Q2_K beats a full one of Q1_0
     tiers = [
-        [r for r in cands if quality_rank(r.type) >= floor],
-        [r for r in cands if quality_rank(r.type) < floor],
+        [r for r in cands if inp.rank(r.type) >= floor],
+        [r for r in cands if inp.rank(r.type) < floor],
     ]
     budget = sum(u.budget_bytes for u in rows[0].devices if u.device != "CPU")
     if not inp.gpus:
         best = next((r for tier in tiers for r in tier if r.verdict != "no"), None)
         if best is None:
             return None, None, "Nothing fits in the host's memory at this context."
+        used = _measurement_used(inp, cands, best)
         return (
             best.type,
             largest_context(inp, best.type),
             (
-                f"{best.type}: {_gib(best.host_bytes)} of RAM on the CPU, about "
-                f"{best.predicted_tg_tps:.1f} tokens/s predicted (no GPU in this plan)."
+                f"{_named(inp, best.type, used)}: {_gib(best.host_bytes)} of RAM on the CPU, "
+                "about "
+                f"{best.predicted_tg_tps:.1f} tokens/s predicted (no GPU in this plan)"
+                f"{_measured_clause(inp, [best.type], used)}."
             ),
         )
     for tier in tiers:
@@ -348,34 +384,74 @@ def _recommend(inp: PlanInputs, rows: list[PlanRow]) -> tuple[str | None, int | 
         if fits:
             best = fits[0]
             ctx = largest_context(inp, best.type)
-            above = [r for r in cands if quality_rank(r.type) > quality_rank(best.type)]
+            above = [r for r in cands if inp.rank(r.type) > inp.rank(best.type)]
             better = above[-1] if above else None
+            used = _measurement_used(inp, cands, best, better)
             plural = "s" if len(inp.gpus) > 1 else ""
-            why = f"{best.type}: {_gib(best.gpu_bytes)} of {_gib(budget)} usable on the GPU{plural}"
+            why = (
+                f"{_named(inp, best.type, used)}: {_gib(best.gpu_bytes)} of {_gib(budget)} usable "
+                f"on the GPU{plural}"
+            )
             if better is not None:
-                why += f"; {better.type} needs {_gib(_need(better))}"
+                why += f"; {_named(inp, better.type, used)} needs {_gib(_need(better))}"
             elif _upcast_blocked(inp, rows, best):
                 why += f"; the file is {inp.model.file_type}, so larger types add no quality"
             if ctx:
                 why += f"; it still fits at up to {ctx:,} tokens of context"
-            return best.type, ctx, why + "."
+            shown = [best.type] + ([better.type] if better is not None else [])
+            return best.type, ctx, why + _measured_clause(inp, shown, used) + "."
         partial = [r for r in tier if r.verdict == "partial"]
         if partial:
             fastest = max(r.predicted_tg_tps for r in partial)
             best = next(r for r in partial if r.predicted_tg_tps >= 0.5 * fastest)
+            used = _measurement_used(inp, cands, best)
             roomy = replace(inp, gpus=[replace(d, free_bytes=1 << 60) for d in inp.gpus])
             full_speed = plan_row(roomy, _weights_for(inp, best.type)).predicted_tg_tps
             return (
                 best.type,
                 None,
                 (
-                    f"Nothing fits fully on the GPUs; best partial plan: {best.type} with "
+                    f"Nothing fits fully on the GPUs; best partial plan: {_named(inp, best.type, used)} with "
                     f"{best.note or 'partial offload'}, {_gib(best.host_bytes)} of host RAM, about "
                     f"{best.predicted_tg_tps:.1f} tokens/s predicted (about {full_speed:.0f} with "
-                    f"enough VRAM)."
+                    f"enough VRAM){_measured_clause(inp, [best.type], used)}."
                 ),
             )
     return None, None, "Nothing fits, even with partial offload, at this context and hardware."
+
+
+def _measurement_used(
+    inp: PlanInputs, cands: list[PlanRow], best: PlanRow, better: PlanRow | None = None
+) -> bool:
+    """Whether a measurement decided the choice: a measured type that the published order puts
+    above ``best`` was ranked below it, or ``best`` and the next better type were compared by
+    measurement."""
+    q = inp.quality
+    if not q.is_measured(best.type):
+        return False
+    if better is not None and q.is_measured(better.type):
+        return True
+    mine = published_rank(best.type, inp.recipes)
+    return any(
+        q.is_measured(r.type)
+        and published_rank(r.type, inp.recipes) > mine
+        and inp.rank(r.type) < inp.rank(best.type)
+        for r in cands
+    )
+
+
+def _named(inp: PlanInputs, name: str, used: bool) -> str:
+    return f"{name} (measured)" if used and inp.quality.is_measured(name) else name
+
+
+def _measured_clause(inp: PlanInputs, names: list[str], used: bool) -> str:
+    """``"; ranked by your measurements: mean KLD Q4_K_M 0.021 < Q5_K_M 0.034"``, or ""."""
+    if not used:
+        return ""
+    q = inp.quality
+    others = sorted((t for t in q.measured if t not in names), key=lambda t: q.measured[t].value)
+    shown = ([n for n in names if q.is_measured(n)] + others)[:4]
+    return f"; ranked by your measurements: {q.describe(shown)}"
 
 
 def _upcast_blocked(inp: PlanInputs, rows: list[PlanRow], best: PlanRow) -> bool:
@@ -385,7 +461,7 @@ def _upcast_blocked(inp: PlanInputs, rows: list[PlanRow], best: PlanRow) -> bool
         and not _candidate(inp, r)
         and not r.needs_imatrix
         and not r.special
-        and quality_rank(r.type) > quality_rank(best.type)
+        and inp.rank(r.type) > inp.rank(best.type)
         for r in rows
     )
 
@@ -399,7 +475,7 @@ def _need(row: PlanRow) -> int:
 
 def make_plan(inp: PlanInputs, targets: list[str] | None = None) -> Plan:
     m = inp.model
-    names = targets or targets_for(m)
+    names = targets or targets_for(m, inp.recipes, inp.quality)
     cur = m.memo.get("current")
     if cur is None:
         cur = m.memo["current"] = current_weights(m)
@@ -407,4 +483,6 @@ def make_plan(inp: PlanInputs, targets: list[str] | None = None) -> Plan:
     rows[0].type = "current"
     rows += [plan_row(inp, _weights_for(inp, t)) for t in names]
     recommended, ctx, why = _recommend(inp, rows)
-    return Plan(m, inp.settings, [*inp.gpus, inp.host], inp.margin, rows, recommended, ctx, why)
+    return Plan(
+        m, inp.settings, [*inp.gpus, inp.host], inp.margin, rows, recommended, ctx, why, inp.quality
+    )

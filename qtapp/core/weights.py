@@ -40,9 +40,16 @@ def quantizable(name: str, shape: tuple[int, ...]) -> bool:
     return len(shape) >= 2 and name.endswith(".weight") and not _KEEP.search(name)
 
 
-def estimate_weights(m: ModelInfo, target: str) -> Weights:
-    """Instant per-tensor sizes from the tensor table and the type's typical bits per weight."""
-    entry: QuantType | Recipe | None = QUANT_TYPES.get(target) or RECIPES.get(target)
+def estimate_weights(
+    m: ModelInfo, target: str, recipes: dict[str, Recipe] | None = None
+) -> Weights:
+    """Instant per-tensor sizes from the tensor table and the type's typical bits per weight.
+
+    ``recipes``: the user's recipes (by name), besides the built-in ones.
+    """
+    entry: QuantType | Recipe | None = (
+        QUANT_TYPES.get(target) or RECIPES.get(target) or (recipes or {}).get(target)
+    )
     if entry is None:
         raise KeyError(target)
     qt = QUANT_TYPES[entry.base] if isinstance(entry, Recipe) else entry

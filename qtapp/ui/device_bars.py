@@ -11,6 +11,7 @@ from qtapp.ui.model_card import human_bytes
 
 PARTS = [("weights_bytes", "Weights", "#2f7de1"), ("kv_bytes", "KV cache", "#e08a00"),
          ("compute_bytes", "Compute", "#8e5bc4"), ("overhead_bytes", "CUDA overhead", "#8c939d")]  # fmt: skip
+LIMIT_COLOUR = "#d64545"
 ROW_H = 34
 LEGEND_H = 22
 
@@ -57,6 +58,13 @@ class DeviceBars(QWidget):
             w = p.fontMetrics().horizontalAdvance(label) + 26
             p.drawText(QRectF(x + 16, y, w, LEGEND_H), Qt.AlignmentFlag.AlignVCenter, label)
             x += w
+        if any(u.budget_bytes and u.device != "CPU" for u in self.uses):
+            p.setPen(QPen(QColor(LIMIT_COLOUR), 2))
+            p.drawLine(int(x + 6), int(y + 4), int(x + 6), int(y + 18))
+            p.setPen(dim)
+            label = "Usable (free minus the safety margin)"
+            w = p.fontMetrics().horizontalAdvance(label) + 26
+            p.drawText(QRectF(x + 16, y, w, LEGEND_H), Qt.AlignmentFlag.AlignVCenter, label)
         label_w = 70.0
         right_w = 240.0
         bar_w = max(self.width() - label_w - right_w - 8, 40)
@@ -81,7 +89,7 @@ class DeviceBars(QWidget):
                 bx += w
             if u.budget_bytes and u.device != "CPU":
                 limit = label_w + u.budget_bytes * scale
-                p.setPen(QPen(QColor("#d64545"), 2))
+                p.setPen(QPen(QColor(LIMIT_COLOUR), 2))
                 p.drawLine(int(limit), int(top), int(limit), int(top + 24))
             over = u.budget_bytes and u.total_bytes > u.budget_bytes
             p.setPen(QColor("#d64545") if over else dim)

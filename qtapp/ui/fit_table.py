@@ -9,12 +9,15 @@ from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from qtapp.core.plan import Plan, PlanRow
+from qtapp.core.quality_order import METRIC_NAMES
 from qtapp.ui.model_card import human_bytes
 
 VERDICT_TEXT = {"fits": "Fits on GPU", "partial": "Partial offload", "no": "Does not fit"}
 VERDICT_COLOUR = {"fits": "#2e9d57", "partial": "#d98b00", "no": "#d64545"}
 CPU_VERDICT = {"fits": "Fits in RAM", "partial": "Partial", "no": "Does not fit"}
 _Index = QModelIndex | QPersistentModelIndex
+#: marks a type the user measured (the quality order uses the measurement); user recipes: italic
+MEASURED_MARK = "◆"
 
 
 def _gib(b: float) -> str:
@@ -38,6 +41,10 @@ class FitTableModel(QAbstractTableModel):
         self._styles: list[dict[int, tuple[QBrush | None, bool]]] = []  # col -> (colour, bold)
         self._bold = QFont()
         self._bold.setBold(True)
+        self._italic = QFont()
+        self._italic.setItalic(True)
+        self._bold_italic = QFont(self._bold)
+        self._bold_italic.setItalic(True)
         self._brushes = {k: QBrush(QColor(v)) for k, v in VERDICT_COLOUR.items()}
         self._left = int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
         self._right = int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight)
@@ -131,8 +138,9 @@ class FitTableModel(QAbstractTableModel):
                 return "Layers on the GPUs (n_gpu_layers; the output layer counts as one)"
             if name == "Figures":
                 return (
-                    "exact: llama.cpp's own sizes (dry-run quantization and no-alloc load);"
-                    " estimate: instant figures while those run."
+                    "exact: llama.cpp's own sizes (weights from its dry-run quantization, KV"
+                    " cache and compute from its no-alloc load); exact weights: the KV / compute"
+                    " load is still running; estimate: instant figures while those run."
                 )
         return None
 
@@ -141,7 +149,9 @@ class FitTableModel(QAbstractTableModel):
         if col == 0:
             name = "current file" if row.type == "current" else row.type
             if row.needs_imatrix:
-                name += "  (imatrix)"
+                name += " (imatrix)"
+            if row.measured_quality is not None:
+                name += " " + MEASURED_MARK
             if row.type == self.recommended:
                 name = "★ " + name
             return name
@@ -162,13 +172,14 @@ class FitTableModel(QAbstractTableModel):
             gpu_less = all(d == "CPU" for d in self.devices)
             return (CPU_VERDICT if gpu_less else VERDICT_TEXT)[row.verdict]
         if col == 4:
-            return f"{row.predicted_pp_tps:,.0f}"
+            pp = row.predicted_pp_tps
+            return f"{pp / 1000:,.0f}k" if pp >= 10_000 else f"{pp:,.0f}"
         if col == 5:
-            return f"{row.predicted_tg_tps:,.1f}"
+            tg = row.predicted_tg_tps
+            return f"{tg:,.0f}" if tg >= 100 else f"{tg:,.1f}"
         if col == 6:
             if row.weights_exact and row.memory_exact:
-                gpu = any(d != "CPU" for d in self.devices)
-                return "exact W + KV" if gpu else "exact"
+                return "exact"
             if row.weights_exact:
                 return "exact weights"
             return "estimate"
@@ -197,11 +208,29 @@ class FitTableModel(QAbstractTableModel):
                 "llama.cpp's no-alloc load. GPU compute buffers: scaled from llama.cpp's "
                 "CPU figure; CUDA overhead: measured on an H200 (613 / 826 MiB)."
             )
-        if col == 0 and row.needs_imatrix:
-            return "llama.cpp needs an importance matrix (imatrix) for this type."
+        if col == 0:
+            return self._type_tooltip(row)
         if col == 3 + n_dev + 3 and row.note:
             return row.note
         return None
+
+    def _type_tooltip(self, row: PlanRow) -> str | None:
+        lines = ["The file as it is" if row.type == "current" else row.type]
+        if row.needs_imatrix:
+            lines.append("llama.cpp needs an importance matrix (imatrix) for this type.")
+        if row.user_recipe:
+            lines.append(
+                "One of your saved recipes (shown in italics), sized by llama.cpp like the "
+                "built-in ones."
+            )
+        quality = self.plan.quality if self.plan is not None else None
+        if row.measured_quality is not None and quality is not None:
+            metric = METRIC_NAMES.get(quality.metric, quality.metric)
+            lines.append(
+                f"Your evaluation measured {metric} {row.measured_quality:.4g}; the "
+                "recommendation ranks measured types by it (lower is better)."
+            )
+        return "\n".join(lines)
 
     def _row_styles(self, row: PlanRow) -> dict[int, tuple[QBrush | None, bool]]:
         n_dev = len(self.devices)
@@ -232,6 +261,8 @@ class FitTableModel(QAbstractTableModel):
             return style[0] if style else None
         if role == Qt.ItemDataRole.FontRole:
             style = self._styles[r].get(col)
+            if col == 0 and self.rows[r].user_recipe:
+                return self._bold_italic if style and style[1] else self._italic
             return self._bold if style and style[1] else None
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(self.rows[r], col)
@@ -285,13 +316,27 @@ class FitTable(QTableView):
         if reset:
             self.resizeColumnsToContents()
         else:
+            last = len(widths) - 1
             for col, (name, w) in enumerate(widths.items()):
-                if w > self._fitted_widths.get(name, -1):
+                was = self._fitted_widths.get(name, -1)
+                # the last column also shrinks ("estimate" -> "exact"): it stretches anyway,
+                # and a stale width there would leave a horizontal scroll bar
+                if w > was or (col == last and w != was):
                     self.resizeColumnToContents(col)
+        self._squeeze_type_column()
+        last = len(widths) - 1
         self._fitted_widths = {
-            name: w if reset else max(w, self._fitted_widths.get(name, -1))
-            for name, w in widths.items()
+            name: w if reset or col == last else max(w, self._fitted_widths.get(name, -1))
+            for col, (name, w) in enumerate(widths.items())
         }
+
+    def _squeeze_type_column(self) -> None:
+        """When the columns overflow by a little, narrow the Type column (its long names elide,
+        with the full name in the tooltip) rather than show a horizontal scroll bar."""
+        n = self.model_.columnCount()
+        over = sum(self.columnWidth(c) for c in range(n)) - self.viewport().width()
+        if 0 < over <= 60 and self.columnWidth(0) - over >= 90:
+            self.setColumnWidth(0, self.columnWidth(0) - over)
 
     def _text_widths(self, reset: bool) -> dict[str, int]:
         """Header -> pixel width of its widest text, measured bold (an upper bound) and cached."""

@@ -7,9 +7,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from qtapp.core.devices import DEFAULT_MARGIN as DEFAULT_MARGIN_BYTES
 from qtapp.core.devices import GIB, MIB, Device, parse_gpu_spec
 from qtapp.core.errors import QuantLensError
 from qtapp.core.kv_model import ContextSettings
@@ -250,3 +252,189 @@ def test_auto_split_is_reproducible_with_llama_flags(tiny_model: Path) -> None:
         PlanInputs(m, cs, gpus, HOST, ngl=auto.n_gpu_layers, tensor_split=auto.tensor_split), w
     )
     assert [d.total_bytes for d in again.devices] == [d.total_bytes for d in auto.devices]
+
+
+# -- quality order from the user's measurements -------------------------------------------------
+
+ROOMY = [Device("CUDA0", 64 * GIB, 64 * GIB, 1e12)]
+SOME_TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M"]
+
+
+def _eval_run(store: Any, path: Path, kld: float | None, ppl: float, base: Path) -> int:
+    """An evaluation run as eval_runs.EvalRecorder stores it (the file need not exist)."""
+    metrics: dict[str, float] = {"ppl": ppl}
+    if kld is not None:
+        metrics["kld_mean"] = kld
+    settings = {"model": str(path), "base": str(base)}
+    run = store.begin_run("eval", path, path.name, settings=settings)
+    store.finish_run(run, "finished", metrics=metrics)
+    return int(run)
+
+
+def test_measured_kld_reorders_only_the_measured_types(tiny_model: Path) -> None:
+    from qtapp.core.quality_order import measured_order
+    from qtapp.core.results import ResultsStore
+
+    m = read_model(tiny_model)
+    folder = tiny_model.parent
+    published = make_plan(PlanInputs(m, ContextSettings(n_ctx=512), ROOMY, HOST), SOME_TYPES)
+    assert published.recommended == "Q8_0" and "(measured)" not in published.why
+    with ResultsStore.open() as store:
+        # the user measured Q6_K closer to the base than Q8_0 (and Q4_K_M), by mean KLD
+        _eval_run(store, folder / "tiny-llama-Q8_0.gguf", 0.020, 9.0, tiny_model)
+        _eval_run(store, folder / "tiny-llama-Q6_K.gguf", 0.010, 9.5, tiny_model)
+        _eval_run(store, folder / "tiny-llama-Q4_K_M.gguf", 0.050, 8.0, tiny_model)
+        # another model's measurements and an unfinished run are ignored
+        _eval_run(store, folder / "other-model-Q3_K_M.gguf", 0.0001, 1.0, folder / "other.gguf")
+        store.begin_run("eval", folder / "tiny-llama-Q5_K_M.gguf", "running")
+    order = measured_order(m)
+    assert order.metric == "kld" and set(order.measured) == {"Q8_0", "Q6_K", "Q4_K_M"}
+    inp = PlanInputs(m, ContextSettings(n_ctx=512), ROOMY, HOST, quality=order)
+    ranked = sorted(SOME_TYPES, key=lambda t: -inp.rank(t))
+    # Q6_K takes Q8_0's place; unmeasured Q5_K_M and Q3_K_M keep theirs
+    assert ranked == ["Q6_K", "Q8_0", "Q5_K_M", "Q4_K_M", "Q3_K_M"]
+    plan = make_plan(inp, SOME_TYPES)
+    assert plan.recommended == "Q6_K"
+    assert plan.why.startswith("Q6_K (measured)") and "mean KLD" in plan.why
+    assert plan.row("Q6_K").measured_quality == 0.010  # type: ignore[union-attr]
+    assert plan.to_dict()["quality_order"]["source"] == "measured"
+
+
+def test_measured_ppl_when_no_kld_and_single_measurement_changes_nothing(
+    tiny_model: Path,
+) -> None:
+    from qtapp.core.quality_order import measured_order
+    from qtapp.core.results import ResultsStore
+
+    m = read_model(tiny_model)
+    folder = tiny_model.parent
+    with ResultsStore.open() as store:
+        _eval_run(store, folder / "tiny-llama-Q8_0.gguf", None, 12.0, tiny_model)
+    one = measured_order(m)
+    assert one.source == "published" and not one.is_measured("Q8_0")
+    with ResultsStore.open() as store:
+        # measured by PPL only (no base model); the renamed file is matched by its name suffix
+        _eval_run(store, folder / "TINY-LLAMA.q5_k_m.gguf", None, 11.0, folder / "x.gguf")
+    order = measured_order(m)
+    assert order.metric == "ppl" and set(order.measured) == {"Q8_0", "Q5_K_M"}
+    plan = make_plan(
+        PlanInputs(m, ContextSettings(n_ctx=512), ROOMY, HOST, quality=order), SOME_TYPES
+    )
+    assert plan.recommended == "Q5_K_M" and "(measured)" in plan.why and "PPL" in plan.why
+
+
+# -- user recipes ---------------------------------------------------------------------------------
+
+
+def _my_recipe() -> object:
+    from qtapp.core.quants import Recipe, Rule
+
+    return Recipe("my-q4", "Q4_K_M", (Rule(r"ffn_down", "Q8_0", "keep ffn_down"),), builtin=False)
+
+
+def test_user_recipe_rows_rank_above_their_base(tiny_model: Path) -> None:
+    recipe = _my_recipe()
+    m = read_model(tiny_model)
+    inp = PlanInputs(m, ContextSettings(n_ctx=512), ROOMY, HOST, recipes={"my-q4": recipe})  # type: ignore[dict-item]
+    plan = make_plan(inp)
+    names = [r.type for r in plan.rows]
+    assert "my-q4" in names
+    assert names.index("Q4_K_XL") < names.index("my-q4") < names.index("Q4_K_M")
+    row = plan.row("my-q4")
+    assert row is not None and row.user_recipe and not row.weights_exact
+    assert row.weights_bytes > plan.row("Q4_K_M").weights_bytes  # type: ignore[union-attr]
+
+
+def test_cli_plans_a_saved_user_recipe_exactly(tiny_model: Path, quantlens_home: Path) -> None:
+    from qtapp.core.jobs import run_job
+    from qtapp.core.recipes_store import save_user_recipe
+    from qtapp.core.results import ResultsStore
+
+    recipe = _my_recipe()
+    save_user_recipe(recipe)  # type: ignore[arg-type]
+    with ResultsStore.open() as store:  # the user evaluated their recipe and Q4_K_M
+        _eval_run(store, tiny_model.parent / "tiny-llama-my-q4.gguf", 0.01, 9.0, tiny_model)
+        _eval_run(store, tiny_model.parent / "tiny-llama-Q4_K_M.gguf", 0.02, 9.1, tiny_model)
+    out = subprocess.run(
+        [sys.executable, "-m", "qtapp", "plan", str(tiny_model), "--gpus", "1x4GiB"]
+        + ["--types", "Q4_K_M,MY-Q4", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    rows = {r["type"]: r for r in data["rows"]}
+    mine = rows["my-q4"]
+    assert data["quality_order"]["source"] == "measured" and mine["measured_quality"] == 0.01
+    assert mine["user_recipe"] is True and mine["weights_exact"] is True
+    exact = run_job(
+        "dry_quantize",
+        model=str(tiny_model),
+        target="my-q4",
+        user_recipes=[recipe.to_dict()],  # type: ignore[attr-defined]
+    )["bytes"]
+    assert mine["weights_bytes"] == exact > rows["Q4_K_M"]["weights_bytes"]
+
+
+# -- bad files ----------------------------------------------------------------------------------
+
+
+def _bad_files(folder: Path, good: Path) -> dict[str, Path]:
+    data = good.read_bytes()
+    files = {
+        "not a GGUF": b"this is a text file, not a model\n",
+        "empty": b"",
+        "header cut": data[:3000],
+        "tensor data cut": data[: len(data) // 2],
+        "hostile counts": b"GGUF" + (3).to_bytes(4, "little") + (2**60).to_bytes(8, "little") * 2,
+    }
+    out = {}
+    for i, (what, blob) in enumerate(files.items()):
+        out[what] = folder / f"bad{i}.gguf"
+        out[what].write_bytes(blob)
+    out["missing"] = folder / "nowhere.gguf"
+    out["a folder"] = folder
+    return out
+
+
+def test_cli_bad_files_fail_fast_with_one_line(tmp_path: Path, tiny_model: Path) -> None:
+    for what, path in _bad_files(tmp_path, tiny_model).items():
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-m", "qtapp", "plan", str(path), "--gpus", "1x8GiB"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        elapsed = time.perf_counter() - t0
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2, (what, out.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error: "), (what, out.stderr)
+        assert "Traceback" not in out.stderr and out.stdout == ""
+        # about 0.3 s here (interpreter start included); generous for a busy 2-core CI
+        assert elapsed < 3.0, (what, elapsed)
+    assert tiny_model.read_bytes()[:4] == b"GGUF"  # the good model was never touched
+
+
+def test_measured_only_when_a_measurement_decided(tiny_model: Path) -> None:
+    from qtapp.core.quality_order import Measurement, QualityOrder
+
+    m = read_model(tiny_model)
+
+    def plan_with(kld: dict[str, float], gpus: list[Device]) -> object:
+        order = QualityOrder({t: Measurement(t, "kld", v, 1, t) for t, v in kld.items()}, "kld")
+        return make_plan(
+            PlanInputs(m, ContextSettings(n_ctx=512), gpus, HOST, quality=order), SOME_TYPES
+        )
+
+    agrees = plan_with({"Q8_0": 0.01, "Q6_K": 0.02}, ROOMY)
+    assert agrees.recommended == "Q8_0" and "measured" not in agrees.why  # type: ignore[attr-defined]
+    # Q8_0 does not fit a tiny GPU; Q6_K does, and Q8_0 was measured: the comparison says so
+    q8 = make_plan(PlanInputs(m, ContextSettings(n_ctx=512), ROOMY, HOST), ["Q8_0", "Q6_K"])
+    need = q8.row("Q6_K").devices[0].total_bytes + DEFAULT_MARGIN_BYTES  # type: ignore[union-attr]
+    small = [Device("CUDA0", need, need, 1e12)]
+    tight = plan_with({"Q8_0": 0.01, "Q6_K": 0.02}, small)
+    assert tight.recommended == "Q6_K" and "Q8_0 (measured) needs" in tight.why  # type: ignore[attr-defined]

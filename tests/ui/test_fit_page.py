@@ -142,3 +142,35 @@ def test_quantize_selected_navigates(qtbot, page: Page, tiny_model: Path) -> Non
     with qtbot.waitSignal(page.ctx.navigate, timeout=2000) as sig:
         page.quantize_selected()
     assert sig.args == ["quantize"]
+
+
+def test_user_recipes_and_measured_types_in_the_table(  # noqa: ANN001
+    qtbot, page: Page, tiny_model: Path
+) -> None:
+    from qtapp.core.quants import Recipe, Rule
+    from qtapp.core.recipes_store import save_user_recipe
+    from qtapp.core.results import ResultsStore
+
+    save_user_recipe(Recipe("my-q4", "Q4_K_M", (Rule("ffn_down", "Q8_0"),), builtin=False))
+    with ResultsStore.open() as store:
+        for name, kld in (("Q8_0", 0.02), ("Q6_K", 0.01)):
+            path = tiny_model.parent / f"tiny-llama-{name}.gguf"
+            run = store.begin_run("eval", path, path.name, settings={"base": str(tiny_model)})
+            store.finish_run(run, "finished", metrics={"kld_mean": kld, "ppl": 9.0})
+    _open(qtbot, page, tiny_model)
+    model = page.table.model_
+    texts = [model.index(i, 0).data() for i in range(model.rowCount())]
+    assert "my-q4" in texts and model.index(texts.index("my-q4"), 0).data(6).italic()  # FontRole
+    assert any(t.endswith("Q6_K ◆") for t in texts) and "◆ ranked by" in page.caption.text()
+    assert "your recipes" in page.caption.text()
+    # measured Q6_K now ranks above Q8_0; the user's recipe sits just above its base type
+    assert texts.index(next(t for t in texts if "Q6_K " in t)) < texts.index("Q8_0 ◆")
+    assert texts.index("Q4_K_XL") < texts.index("my-q4") < texts.index("Q4_K_M")
+    mine = page.plan.row("my-q4")
+    assert (
+        mine is not None
+        and mine.weights_exact
+        and mine.weights_bytes > (page.plan.row("Q4_K_M").weights_bytes)
+    )
+    tip = model.index(texts.index("Q8_0 ◆"), 0).data(3)  # ToolTipRole
+    assert "mean KLD 0.02" in tip

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -30,17 +32,49 @@ from qtapp.core.jobs import JobSpec
 from qtapp.core.kv_model import ContextSettings
 from qtapp.core.model import ModelInfo, read_model
 from qtapp.core.plan import Plan, PlanInputs, PlanRow, Weights, make_plan, targets_for
+from qtapp.core.quality_order import METRIC_NAMES, QualityOrder, measured_order
+from qtapp.core.quants import Recipe
 from qtapp.ui.background import BackgroundCall
 from qtapp.ui.banner import Banner
 from qtapp.ui.context import AppContext
 from qtapp.ui.device_bars import DeviceBars
 from qtapp.ui.fit_controls import FitControls
-from qtapp.ui.fit_table import FitTable
+from qtapp.ui.fit_table import MEASURED_MARK, FitTable
 from qtapp.ui.model_card import ModelCard, human_bytes
 from qtapp.ui.workers import JobRunner
 
 log = logging.getLogger(__name__)
-EXACT_DELAY_MS = 350  # settle time before asking llama.cpp for a settings change
+EXACT_DELAY_MS = 350
+CAPTION = "Memory in GiB per device: weights + KV cache + compute + CUDA overhead. ★ recommended."  # settle time before asking llama.cpp for a settings change
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that shortens its text in the middle ("…") instead of widening the
+    window (a QLabel's minimum width is its whole text)."""
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__()
+        self._full = ""
+        self.setMinimumWidth(120)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+        self._full = text
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(
+            self._full, Qt.TextElideMode.ElideMiddle, max(self.width(), 40)
+        )
+        super().setText(shown)
 
 
 class Page(QWidget):
@@ -55,6 +89,8 @@ class Page(QWidget):
         self.host = host_device(ctx.hardware)
         self.weights: dict[str, Weights] = {}
         self.exact: dict[ContextSettings, fit_exact.ExactFigures] = {}
+        self.recipes: dict[str, Recipe] = {}  # the user's saved recipes, read at model open
+        self.quality = QualityOrder()  # measured order from the results store, read at open
         self._weights_job: JobRunner | None = None
         self._memory_job: JobRunner | None = None
         self._memory_for: ContextSettings | None = None
@@ -85,7 +121,7 @@ class Page(QWidget):
         f.setBold(True)
         heading.setFont(f)
         top.addWidget(heading)
-        self.path_label = QLabel("Open a GGUF model to see which quantization fits.")
+        self.path_label = ElidedLabel("Open a GGUF model to see which quantization fits.")
         self.path_label.setStyleSheet("color: palette(placeholder-text);")
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         top.addWidget(self.path_label, 1)
@@ -108,15 +144,16 @@ class Page(QWidget):
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setMinimumWidth(390)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # as wide as the controls need next to a vertical scroll bar: no sideways scrolling
+        room = left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(max(360, room + 4))
         split.addWidget(scroll)
         right = QWidget()
         right_l = QVBoxLayout(right)
         right_l.setContentsMargins(6, 0, 0, 0)
-        caption = QLabel(
-            "Memory in GiB per device: weights + KV cache + compute + CUDA overhead. "
-            "★ recommended. Select rows, then Quantize selected."
-        )
+        caption = self.caption = QLabel(CAPTION)
+        caption.setWordWrap(True)
         caption.setStyleSheet("color: palette(placeholder-text);")
         right_l.addWidget(caption)
         self.table = FitTable()
@@ -126,6 +163,7 @@ class Page(QWidget):
         right_l.addWidget(self.bars)
         bottom = QHBoxLayout()
         self.exact_label = QLabel("")
+        self.exact_label.setWordWrap(True)
         self.exact_label.setStyleSheet("color: palette(placeholder-text);")
         bottom.addWidget(self.exact_label, 1)
         self.quantize_button = QPushButton("Quantize selected…")
@@ -137,7 +175,7 @@ class Page(QWidget):
         split.addWidget(right)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
-        split.setSizes([400, 900])
+        split.setSizes([scroll.minimumWidth(), 900])
         root.addWidget(split, 1)
 
     # -- model ----------------------------------------------------------------------------------
@@ -152,7 +190,7 @@ class Page(QWidget):
         path = Path(str(path))
         self.path_label.setText(f"Reading {path.name}…")
         self._cancel_jobs()
-        call = BackgroundCall(lambda _c: read_model(path), "fit-read", self)
+        call = BackgroundCall(lambda _c: _read_for_plan(path), "fit-read", self)
         call.finished.connect(self._on_model_read)
         call.failed.connect(self._on_model_failed)
         self._loader = call.start()
@@ -163,19 +201,24 @@ class Page(QWidget):
         self.banner.set_message("error", "This file cannot be planned", message)
         self.quantize_button.setEnabled(False)
 
-    def _on_model_read(self, m: object) -> None:
+    def _on_model_read(self, got: object) -> None:
+        if isinstance(got, tuple):  # (model, user recipes, quality order) from the reader
+            m, self.recipes, self.quality = got
+        else:
+            m, self.recipes, self.quality = got, {}, QualityOrder()
         assert isinstance(m, ModelInfo)
         self.model = m
         self.weights = {}
         self.exact = {}
         self.path_label.setText(str(m.path))
+        self.path_label.setToolTip(str(m.path))
         self.card.set_model(m)
         self.controls.set_max_context(m.n_ctx_train)
         self.controls.blockSignals(True)
         self.controls.set_context(min(m.n_ctx_train or 4096, 8192))
         self.controls.blockSignals(False)
-        for t in targets_for(m):
-            hit = fit_exact.cached_weights(m, t)
+        for t in self._targets():
+            hit = fit_exact.cached_weights(m, t, self.recipes.get(t))
             if hit is not None:
                 self.weights[t] = hit
         self.replan()
@@ -202,7 +245,13 @@ class Page(QWidget):
             margin=self.controls.margin_bytes(),
             weights=self.weights,
             exact=self.exact,
+            quality=self.quality,
+            recipes=self.recipes,
         )
+
+    def _targets(self) -> list[str]:
+        assert self.model is not None
+        return targets_for(self.model, self.recipes, self.quality)
 
     def replan(self) -> None:
         import time
@@ -213,10 +262,21 @@ class Page(QWidget):
         t0 = time.perf_counter()
         self.plan = make_plan(inp)
         self.table.set_plan(self.plan)
+        self._update_caption(self.plan)
         self.last_plan_ms = (time.perf_counter() - t0) * 1000
         self._show_recommendation(self.plan)
         self._update_exact_label()
         self.quantize_button.setEnabled(True)
+
+    def _update_caption(self, plan: Plan) -> None:
+        text = CAPTION
+        if plan.quality.source == "measured":
+            metric = METRIC_NAMES.get(plan.quality.metric, plan.quality.metric)
+            text += f" {MEASURED_MARK} ranked by your measured {metric}."
+        if any(r.user_recipe for r in plan.rows):
+            text += " Italics: your recipes."
+        if self.caption.text() != text:
+            self.caption.setText(text)
 
     def _show_recommendation(self, plan: Plan) -> None:
         gpus = [d for d in plan.devices if d.is_gpu]
@@ -248,7 +308,7 @@ class Page(QWidget):
         m = self.model
         if m is None or self._weights_job is not None:
             return
-        missing = [t for t in targets_for(m) if t not in self.weights]
+        missing = [t for t in self._targets() if t not in self.weights]
         if not missing:
             return
         spec = JobSpec(
@@ -258,6 +318,7 @@ class Page(QWidget):
                 "targets": missing,
                 "allow_requantize": True,
                 "n_layer": m.n_layer,
+                "user_recipes": [self.recipes[t].to_dict() for t in missing if t in self.recipes],
             },
         )
         runner = JobRunner(spec, self)
@@ -277,7 +338,7 @@ class Page(QWidget):
             return
         if isinstance(ev, Finished):
             for t, r in ev.result.get("results", {}).items():
-                self.weights[t] = fit_exact.store_weights(m, t, r)
+                self.weights[t] = fit_exact.store_weights(m, t, r, self.recipes.get(t))
             self._replan_timer.start()
         elif isinstance(ev, Failed):
             log.warning("exact weights failed: %s", ev.message)
@@ -356,3 +417,17 @@ class Page(QWidget):
         self._cancel_jobs()
         if self._loader is not None:
             self._loader.wait()
+
+
+def _read_for_plan(path: Path) -> tuple[ModelInfo, dict[str, Recipe], QualityOrder]:
+    """In a background thread: the model's header, the user's recipes and the quality order
+    measured for this model (the results store is read once per open, not per replan)."""
+    m = read_model(path)
+    try:
+        from qtapp.core.recipes_store import load_user_recipes
+
+        recipes = load_user_recipes()
+    except OSError as exc:
+        log.warning("could not read the user's recipes: %s", exc)
+        recipes = {}
+    return m, recipes, measured_order(m, recipes)
