@@ -53,7 +53,7 @@ def test_scan_fills_table_and_opens(qtbot, tmp_path: Path) -> None:  # type: ign
 def test_add_folder_saves_and_rescans(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     page = _page(qtbot, tmp_path / "emptyhome")
     page.rescan()
-    qtbot.waitUntil(lambda: not page.is_scanning(), timeout=10_000)
+    qtbot.waitUntil(lambda: page.last_result is not None, timeout=10_000)
     assert page.model.rowCount() == 0 and "Add a folder" in page.status.text()
     mine = tmp_path / "mine"
     write_gguf(mine / "x-F16.gguf", ftype=1)
