@@ -137,9 +137,16 @@ def _predicted_speeds(
 
 
 def _bases(runs: Sequence[RunRecord]) -> dict[str, float]:
-    """The base PPL of each model: a run marked base, else F32/BF16/F16, else the most bits."""
+    """The base PPL of each model: the base a KLD run measured on the same text, else a run
+    marked base, else F32/BF16/F16, else the most bits."""
     best: dict[str, tuple[tuple[int, float], float]] = {}
     for run in runs:
+        base_ppl = _num(run.metrics, "ppl_base")
+        if base_ppl is not None and run.state in ("finished", "partial"):
+            key4 = (4, float(run.id or 0))
+            if run.model_name not in best or key4 > best[run.model_name][0]:
+                best[run.model_name] = (key4, base_ppl)
+            continue
         ppl = _num(run.metrics, "ppl")
         if ppl is None or run.state not in ("finished", "partial"):
             continue

@@ -53,6 +53,22 @@ class Series:
     errs: list[float | None] = field(default_factory=list)
 
 
+def quant_label(model: Path) -> str:
+    """What the Compare view calls an evaluated file: its quant type (or recipe) when the name
+    says it (``gemma-3-270m-Q8_0.gguf`` -> ``Q8_0``), else the header's file type, else the name."""
+    from qtapp.core.quants import split_quant_name
+
+    qtype = split_quant_name(model)[1]
+    if qtype:
+        return qtype
+    try:
+        from qtapp.core.gguf_reader import peek_gguf
+
+        return peek_gguf(model).file_type or Path(model).name
+    except Exception:  # noqa: BLE001 - an unreadable header: the name will do
+        return Path(model).name
+
+
 @dataclass
 class EvalRecorder:
     """Collects the curves of one evaluation and writes them to the results store at the end."""
@@ -91,7 +107,7 @@ class EvalRecorder:
         try:
             self._store = ResultsStore.open()
             self.run_id = self._store.begin_run(
-                "eval", self.model, self.label or self.model.name, settings=self.params
+                "eval", self.model, self.label or quant_label(self.model), settings=self.params
             )
         except Exception as exc:  # noqa: BLE001 - a broken store must not stop the evaluation
             log.warning("results store unavailable: %s", exc)

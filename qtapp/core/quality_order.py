@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qtapp.core.quants import ALIASES, QUANT_TYPES, RECIPES, Recipe, quality_rank
+from qtapp.core.quants import ALIASES, QUANT_TYPES, Recipe, quality_rank, split_quant_name
 
 log = logging.getLogger(__name__)
 
 METRIC_NAMES = {"kld": "mean KLD", "ppl": "PPL"}
-_SPLIT = re.compile(r"-\d{5}-of-\d{5}$")
-_UD = re.compile(r"[-_.]UD$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -100,28 +97,8 @@ class QualityOrder:
 # -- reading the results store -----------------------------------------------------------------
 
 
-def _known_names(recipes: Mapping[str, Recipe]) -> list[str]:
-    return sorted({*QUANT_TYPES, *RECIPES, *ALIASES, *recipes}, key=len, reverse=True)
-
-
 def _split_type(text: str, recipes: Mapping[str, Recipe]) -> tuple[str, str | None]:
-    """``gemma-3-270m-it-Q4_K_M.gguf`` -> (``gemma-3-270m-it``, ``Q4_K_M``)."""
-    stem = Path(text.strip()).name
-    if stem.lower().endswith(".gguf"):
-        stem = stem[:-5]
-    stem = _SPLIT.sub("", stem)
-    upper = stem.upper()
-    for name in _known_names(recipes):
-        key = name.upper()
-        if upper == key or (
-            upper.endswith(key) and len(upper) > len(key) and upper[-len(key) - 1] in "-_. "
-        ):
-            canon = ALIASES.get(name, name)
-            if canon not in QUANT_TYPES and canon not in RECIPES:
-                canon = next((r for r in recipes if r.upper() == key), canon)
-            rest = stem[: max(len(stem) - len(key) - 1, 0)]
-            return _UD.sub("", rest), canon  # Unsloth's "UD-Q4_K_XL" naming
-    return stem, None
+    return split_quant_name(text, dict(recipes))
 
 
 def type_from_name(text: str, recipes: Mapping[str, Recipe] | None = None) -> str | None:

@@ -19,25 +19,18 @@ from typing import Any
 from qtapp.core.errors import QuantLensError
 from qtapp.core.events import Cancelled, Event, Failed, Finished
 from qtapp.core.jobs import Job, JobSpec
-from qtapp.core.quants import ALIASES, QUANT_TYPES, RECIPES
+from qtapp.core.quants import split_quant_name
 
 log = logging.getLogger(__name__)
 
 #: room kept on top of tensor data and the source's metadata when checking free space
 METADATA_MARGIN = 1 << 20
-_SPLIT_SUFFIX = re.compile(r"-\d{5}-of-\d{5}$")
-_KNOWN = sorted({*QUANT_TYPES, *RECIPES, *ALIASES}, key=len, reverse=True)
-_TYPE_SUFFIX = re.compile(r"[-._](" + "|".join(re.escape(n) for n in _KNOWN) + r")$", re.IGNORECASE)
 
 
 def model_stem(model: str | Path) -> str:
     """``gemma-3-270m-it-Q4_K_M.gguf`` -> ``gemma-3-270m-it`` (split and type suffixes dropped)."""
-    stem = Path(model).name
-    if stem.lower().endswith(".gguf"):
-        stem = stem[:-5]
-    stem = _SPLIT_SUFFIX.sub("", stem)
-    stripped = _TYPE_SUFFIX.sub("", stem)
-    return stripped or stem
+    stem, _type = split_quant_name(model)
+    return stem or Path(model).name.removesuffix(".gguf")
 
 
 def output_path(model: str | Path, target: str, out_dir: str | Path) -> Path:
@@ -191,7 +184,7 @@ def record_result(spec: JobSpec, terminal: Event) -> int | None:
             run_id = store.begin_run(
                 "quantize",
                 result.get("path", p["model"]) if finished else p["model"],
-                f"{model_stem(p['model'])} {p['target']}",
+                str(p["target"]),
                 recipe=p["target"],
                 settings=settings,
                 llama_version=result.get("llama_cpp") or None,

@@ -234,3 +234,37 @@ def resolve_target(name: str, user_recipes: dict[str, Recipe] | None = None) -> 
         f"unknown quant type or recipe {name!r}. Known: {', '.join(QUANT_TYPES)}, "
         f"{', '.join(recipes)}"
     )
+
+
+# -- names of quantized files -----------------------------------------------------------------
+
+_SPLIT_SUFFIX = re.compile(r"-\d{5}-of-\d{5}$")
+_UD_SUFFIX = re.compile(r"[-_.]UD$", re.IGNORECASE)  # Unsloth's "UD-Q4_K_XL" naming
+
+
+def split_quant_name(
+    text: str | object, recipes: dict[str, Recipe] | None = None
+) -> tuple[str, str | None]:
+    """``gemma-3-270m-it-Q4_K_M.gguf`` -> (``gemma-3-270m-it``, ``Q4_K_M``); (stem, None) if no type.
+
+    Split suffixes (``-00001-of-00003``) are dropped; aliases come back canonical.
+    """
+    from pathlib import Path
+
+    recipes = recipes or {}
+    stem = Path(str(text).strip()).name
+    if stem.lower().endswith(".gguf"):
+        stem = stem[:-5]
+    stem = _SPLIT_SUFFIX.sub("", stem)
+    upper = stem.upper()
+    for name in sorted({*QUANT_TYPES, *RECIPES, *ALIASES, *recipes}, key=len, reverse=True):
+        key = name.upper()
+        if upper == key or (
+            upper.endswith(key) and len(upper) > len(key) and upper[-len(key) - 1] in "-_. "
+        ):
+            canon = ALIASES.get(name, name)
+            if canon not in QUANT_TYPES and canon not in RECIPES:
+                canon = next((r for r in recipes if r.upper() == key), canon)
+            rest = stem[: max(len(stem) - len(key) - 1, 0)]
+            return _UD_SUFFIX.sub("", rest), canon
+    return stem, None

@@ -262,9 +262,7 @@ class Page(QWidget):
             self.tg_plot.add_run(key, label, color)
         row = self.table.rowCount()
         self.table.insertRow(row)
-        rv = _RunView(
-            key, model, color, EvalRecorder(model, params, label=label, background=True), row
-        )
+        rv = _RunView(key, model, color, EvalRecorder(model, params, background=True), row)
         self._runs.append(rv)
         self._set_row(rv, "queued", {})
 
