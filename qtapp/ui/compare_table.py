@@ -155,18 +155,19 @@ class CompareTable(QTableView):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         header.setHighlightSections(False)
-        self._sized = False
+        self._sized_for = 0  # how many rows the columns were last fitted to
 
     def set_rows(self, rows: Sequence[CompareRow]) -> None:
         keep = set(self.selected_run_ids())
+        grew = len(rows) != self._sized_for
         self.source.set_rows(rows)
-        if not self._sized and rows:
-            self._size_columns()
-            self._sized = True
+        if rows and grew:  # new runs may hold wider figures (PPL ± err): widen, never shrink
+            self._size_columns(widen_only=self._sized_for > 0)
+            self._sized_for = len(rows)
         if keep:
             self.select_runs(keep)
 
-    def _size_columns(self, sample: int = 25) -> None:
+    def _size_columns(self, sample: int = 25, widen_only: bool = False) -> None:
         """Fit columns to the header and the first rows (resizeColumnsToContents reads every
         cell: 100 ms for 100 runs)."""
         metrics = self.fontMetrics()
@@ -178,7 +179,10 @@ class CompareTable(QTableView):
                 widest = max(widest, metrics.horizontalAdvance(str(text)) + 14)
             if key == "fits":
                 widest = max(widest, 130)
-            self.setColumnWidth(col, min(widest, 180))
+            widest = min(widest, 180)
+            if widen_only:
+                widest = max(widest, self.columnWidth(col))
+            self.setColumnWidth(col, widest)
 
     def selected_run_ids(self) -> list[int]:
         sel = self.selectionModel()
