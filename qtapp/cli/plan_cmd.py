@@ -9,6 +9,7 @@ import sys
 from qtapp.core.devices import MIB, Device, host_device, parse_gpu_spec, probe_devices
 from qtapp.core.errors import QuantLensError
 from qtapp.core.kv_model import KV_TYPES, ContextSettings
+from qtapp.core.measured_speed import measured_speeds, speed_caption, speed_text
 from qtapp.core.model import read_model
 from qtapp.core.plan import Plan, PlanInputs, make_plan, targets_for
 from qtapp.core.quality_order import METRIC_NAMES, measured_order
@@ -104,6 +105,7 @@ def build_inputs(args: argparse.Namespace) -> tuple[PlanInputs, list[str]]:
     inp = PlanInputs(model, cs, gpus, host, margin=args.margin * MIB, ngl=args.ngl, recipes=recipes)
     if not getattr(args, "published_order", False):
         inp.quality = measured_order(model, recipes)
+    inp.speeds = measured_speeds(model, recipes)
     return inp, _targets(args.types, inp)
 
 
@@ -176,7 +178,7 @@ def format_table(plan: Plan) -> str:
     tw = max([9, *(len(r.type) for r in plan.rows)])
     head = f"{'type':<{tw}} {'bpw':>5} {'weights':>8} " + " ".join(f"{d:>8}" for d in devs)
     head += f" {'ngl':>4} {'verdict':<8} {'tg t/s':>7} {'pp t/s':>8}  note"
-    lines += [head + "   (GiB; * = exact from llama.cpp; t/s predicted)", "-" * len(head)]
+    lines += [head + "   (GiB; * = exact from llama.cpp)", "-" * len(head)]
     for r in plan.rows:
         star = "*" if r.weights_exact else " "
         cells = " ".join(_gib(u.total_bytes) + ("*" if r.memory_exact else " ") for u in r.devices)
@@ -186,9 +188,10 @@ def format_table(plan: Plan) -> str:
             tag += f" (measured {METRIC_NAMES[plan.quality.metric]} {r.measured_quality:.4g})"
         lines.append(
             f"{r.type:<{tw}} {r.bpw:5.2f} {_gib(r.weights_bytes)}{star}{cells} "
-            f"{r.n_gpu_layers:>4} {r.verdict:<8} {r.predicted_tg_tps:7.1f} "
-            f"{r.predicted_pp_tps:8.0f}  {r.note}{tag}"
+            f"{r.n_gpu_layers:>4} {r.verdict:<8} {speed_text(r, 'tg'):>7} "
+            f"{speed_text(r, 'pp'):>8}  {r.note}{tag}"
         )
+    lines += ["", speed_caption(plan)]
     lines += [
         "",
         f"Recommended: {plan.recommended or 'none'}"

@@ -69,6 +69,18 @@ def quant_label(model: Path) -> str:
         return Path(model).name
 
 
+def _hardware() -> dict[str, Any] | None:
+    """CPU model, usable cores and GPU names, so the fit planner can tell whether a measured
+    speed was taken on the hardware it plans for."""
+    try:
+        from qtapp.core.measured_speed import hardware_record
+
+        return hardware_record()
+    except Exception as exc:  # noqa: BLE001 - an unknown machine must not stop the evaluation
+        log.warning("could not read the hardware: %s", exc)
+        return None
+
+
 @dataclass
 class EvalRecorder:
     """Collects the curves of one evaluation and writes them to the results store at the end."""
@@ -83,6 +95,8 @@ class EvalRecorder:
     message: str = ""
     run_id: int | None = None
     background: bool = False
+    #: what the run was measured on (measured speeds match it); probed at begin when None
+    hardware: dict[str, Any] | None = None
     _store: Any = None
     _pool: ThreadPoolExecutor | None = None
 
@@ -107,7 +121,11 @@ class EvalRecorder:
         try:
             self._store = ResultsStore.open()
             self.run_id = self._store.begin_run(
-                "eval", self.model, self.label or quant_label(self.model), settings=self.params
+                "eval",
+                self.model,
+                self.label or quant_label(self.model),
+                hardware=self.hardware if self.hardware is not None else _hardware(),
+                settings=self.params,
             )
         except Exception as exc:  # noqa: BLE001 - a broken store must not stop the evaluation
             log.warning("results store unavailable: %s", exc)

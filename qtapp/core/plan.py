@@ -16,6 +16,7 @@ from typing import Any
 
 from qtapp.core.devices import DEFAULT_MARGIN, GIB, MIB, Device
 from qtapp.core.kv_model import ContextSettings, kv_estimate, pad
+from qtapp.core.measured_speed import Calibration, MeasuredSpeeds, SpeedMeasurement
 from qtapp.core.model import ModelInfo
 from qtapp.core.placement import (
     DeviceUse,
@@ -85,6 +86,35 @@ class PlanRow:
     llama_args: str = ""  # the llama.cpp flags that reproduce this placement
     user_recipe: bool = False
     measured_quality: float | None = None  # the user's mean KLD (or PPL), see Plan.quality
+    speed_source: str = "predicted"  # "predicted" | "calibrated" | "measured"
+    measured: SpeedMeasurement | None = None  # this type measured on this hardware/placement
+    calibration: Calibration | None = None  # ratios from the measured types of this placement
+
+    def _speed(self, which: str) -> float:
+        predicted = getattr(self, f"predicted_{which}_tps")
+        value = getattr(self.measured, f"{which}_tps") if self.measured is not None else None
+        if value:
+            return float(value)
+        ratio = getattr(self.calibration, f"{which}_ratio") if self.calibration else None
+        return predicted * ratio if ratio else predicted
+
+    @property
+    def tg_tps(self) -> float:
+        """Generation tokens/s as shown: measured, else calibrated, else predicted."""
+        return self._speed("tg")
+
+    @property
+    def pp_tps(self) -> float:
+        """Prompt tokens/s as shown: measured, else calibrated, else predicted."""
+        return self._speed("pp")
+
+    def speed_source_of(self, which: str) -> str:
+        """Where the shown tg or pp figure comes from (a run may have measured only one)."""
+        if self.measured is not None and getattr(self.measured, f"{which}_tps"):
+            return "measured"
+        if self.calibration is not None and getattr(self.calibration, f"{which}_ratio"):
+            return "calibrated"
+        return "predicted"
 
     @property
     def host_bytes(self) -> int:
@@ -112,8 +142,32 @@ class PlanRow:
             "llama_args": self.llama_args,
             "user_recipe": self.user_recipe,
             "measured_quality": self.measured_quality,
+            "speed_source": self.speed_source,
+            "tg_tps": round(self.tg_tps, 2),
+            "pp_tps": round(self.pp_tps, 1),
+            **self._speed_dict(),
             "devices": [d.to_dict() for d in self.devices],
         }
+
+    def _speed_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        s = self.measured
+        if s is not None:
+            out.update(
+                measured_tg_tps=s.tg_tps,
+                measured_tg_sd=s.tg_sd,
+                measured_pp_tps=s.pp_tps,
+                measured_pp_sd=s.pp_sd,
+                measured_run_id=s.run_id,
+                measured_at=s.date,
+            )
+        c = self.calibration
+        for which in ("tg", "pp"):
+            if c is not None and self.speed_source_of(which) == "calibrated":
+                value = self.tg_tps if which == "tg" else self.pp_tps
+                out[f"calibrated_{which}_tps"] = round(value, 2 if which == "tg" else 1)
+                out["calibration_n"] = c.n
+        return out
 
 
 @dataclass
@@ -127,6 +181,8 @@ class Plan:
     recommended_ctx: int | None
     why: str
     quality: QualityOrder = field(default_factory=QualityOrder)
+    #: placement ("cpu" | "gpu" | "ngl<N>") -> median measured/predicted ratios and their count
+    speed_calibration: dict[str, Any] = field(default_factory=dict)
 
     def row(self, name: str) -> PlanRow | None:
         return next((r for r in self.rows if r.type == name), None)
@@ -152,6 +208,7 @@ class Plan:
             "recommended_ctx": self.recommended_ctx,
             "why": self.why,
             "quality_order": self.quality.to_dict(),
+            "speed_calibration": self.speed_calibration,
             "rows": [r.to_dict() for r in self.rows],
         }
 
@@ -173,6 +230,8 @@ class PlanInputs:
     #: ranks the candidates; measured from the results store when the caller read it
     quality: QualityOrder = field(default_factory=QualityOrder)
     recipes: dict[str, Recipe] = field(default_factory=dict)  # the user's recipes by name
+    #: the user's measured speeds (read once per model open): shown and used to calibrate
+    speeds: MeasuredSpeeds = field(default_factory=MeasuredSpeeds)
 
     def rank(self, name: str) -> float:
         """Higher is better: the measured order where there is one, else the published one."""
@@ -375,7 +434,7 @@ def _recommend(inp: PlanInputs, rows: list[PlanRow]) -> tuple[str | None, int | 
             (
                 f"{_named(inp, best.type, used)}: {_gib(best.host_bytes)} of RAM on the CPU, "
                 "about "
-                f"{best.predicted_tg_tps:.1f} tokens/s predicted (no GPU in this plan)"
+                f"{_speed_phrase(best)} (no GPU in this plan)"
                 f"{_measured_clause(inp, [best.type], used)}."
             ),
         )
@@ -413,11 +472,20 @@ def _recommend(inp: PlanInputs, rows: list[PlanRow]) -> tuple[str | None, int | 
                 (
                     f"Nothing fits fully on the GPUs; best partial plan: {_named(inp, best.type, used)} with "
                     f"{best.note or 'partial offload'}, {_gib(best.host_bytes)} of host RAM, about "
-                    f"{best.predicted_tg_tps:.1f} tokens/s predicted (about {full_speed:.0f} with "
+                    f"{_speed_phrase(best)} (about {full_speed:.0f} predicted with "
                     f"enough VRAM){_measured_clause(inp, [best.type], used)}."
                 ),
             )
     return None, None, "Nothing fits, even with partial offload, at this context and hardware."
+
+
+def _speed_phrase(row: PlanRow) -> str:
+    """``"12.3 tokens/s predicted"`` | ``"... measured"`` | ``"... calibrated from 2 measurements"``."""
+    source = row.speed_source_of("tg")
+    if source == "calibrated" and row.calibration is not None:
+        n = row.calibration.n
+        source = f"calibrated from {n} measurement{'s' if n != 1 else ''}"
+    return f"{row.tg_tps:.1f} tokens/s {source}"
 
 
 def _measurement_used(
@@ -482,7 +550,18 @@ def make_plan(inp: PlanInputs, targets: list[str] | None = None) -> Plan:
     rows = [plan_row(inp, cur)]
     rows[0].type = "current"
     rows += [plan_row(inp, _weights_for(inp, t)) for t in names]
+    n_layer = max(int(m._int("block_count")), m.n_layer)
+    calibration = inp.speeds.apply(rows, inp.gpus, n_layer, m.file_type or "")
     recommended, ctx, why = _recommend(inp, rows)
     return Plan(
-        m, inp.settings, [*inp.gpus, inp.host], inp.margin, rows, recommended, ctx, why, inp.quality
+        m,
+        inp.settings,
+        [*inp.gpus, inp.host],
+        inp.margin,
+        rows,
+        recommended,
+        ctx,
+        why,
+        inp.quality,
+        calibration,
     )

@@ -8,6 +8,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
+from qtapp.core.measured_speed import speed_text, speed_tooltip
 from qtapp.core.plan import Plan, PlanRow
 from qtapp.core.quality_order import METRIC_NAMES
 from qtapp.ui.model_card import human_bytes
@@ -54,7 +55,7 @@ class FitTableModel(QAbstractTableModel):
         return (
             ["Type", "bpw", "Weights"]
             + list(self.devices)
-            + ["KV", "Compute", "Layers", "Verdict", "pp t/s*", "tg t/s*", "Figures"]
+            + ["KV", "Compute", "Layers", "Verdict", "pp t/s", "tg t/s", "Figures"]
         )
 
     def set_plan(self, plan: Plan) -> str:
@@ -130,8 +131,12 @@ class FitTableModel(QAbstractTableModel):
             return self._headers[section]
         if role == Qt.ItemDataRole.ToolTipRole:
             name = self._headers[section]
-            if name.endswith("t/s*"):
-                return "Predicted tokens/s (memory bandwidth / compute model), until measured."
+            if name.endswith("t/s"):
+                return (
+                    "Tokens/s: plain = measured on this hardware (Evaluate with speed); "
+                    "~ = predicted, calibrated by your measurements of other types; "
+                    "* = predicted (memory bandwidth / compute model)."
+                )
             if name in ("Weights", "KV", "Compute") or name in self.devices:
                 return f"{name}, GiB (hover a device cell for its breakdown)"
             if name == "Layers":
@@ -171,12 +176,8 @@ class FitTableModel(QAbstractTableModel):
         if col == 3:
             gpu_less = all(d == "CPU" for d in self.devices)
             return (CPU_VERDICT if gpu_less else VERDICT_TEXT)[row.verdict]
-        if col == 4:
-            pp = row.predicted_pp_tps
-            return f"{pp / 1000:,.0f}k" if pp >= 10_000 else f"{pp:,.0f}"
-        if col == 5:
-            tg = row.predicted_tg_tps
-            return f"{tg:,.0f}" if tg >= 100 else f"{tg:,.1f}"
+        if col in (4, 5):
+            return speed_text(row, "pp" if col == 4 else "tg")
         if col == 6:
             if row.weights_exact and row.memory_exact:
                 return "exact"
@@ -212,6 +213,8 @@ class FitTableModel(QAbstractTableModel):
             return self._type_tooltip(row)
         if col == 3 + n_dev + 3 and row.note:
             return row.note
+        if col in (3 + n_dev + 4, 3 + n_dev + 5):
+            return speed_tooltip(row, "pp" if col == 3 + n_dev + 4 else "tg")
         return None
 
     def _type_tooltip(self, row: PlanRow) -> str | None:
@@ -245,6 +248,9 @@ class FitTableModel(QAbstractTableModel):
                 styles[3 + i] = (self._brushes["no"], False)
         if row.weights_exact and row.memory_exact:
             styles[verdict_col + 3] = (self._brushes["fits"], False)
+        for col, which in ((verdict_col + 1, "pp"), (verdict_col + 2, "tg")):
+            if row.speed_source_of(which) == "measured":
+                styles[col] = (None, True)  # bold: the user's own measurement
         return styles
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:

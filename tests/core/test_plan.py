@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -438,3 +439,144 @@ def test_measured_only_when_a_measurement_decided(tiny_model: Path) -> None:
     small = [Device("CUDA0", need, need, 1e12)]
     tight = plan_with({"Q8_0": 0.01, "Q6_K": 0.02}, small)
     assert tight.recommended == "Q6_K" and "Q8_0 (measured) needs" in tight.why  # type: ignore[attr-defined]
+
+
+# -- measured and calibrated speeds -------------------------------------------------------------
+
+
+def _speed_run(
+    store: Any,
+    path: Path,
+    tg: float,
+    pp: float | None,
+    base: Path,
+    hardware: dict[str, Any] | None = None,
+    ngl: int = 0,
+    threads: int | None = None,
+) -> int:
+    """An evaluation with speed, as EvalRecorder stores it (hardware: this machine's)."""
+    from types import SimpleNamespace
+
+    from qtapp.core.measured_speed import hardware_record, usable_cores
+
+    hw = hardware if hardware is not None else hardware_record(SimpleNamespace(gpus=()))
+    metrics: dict[str, Any] = {"ppl": 9.0, "tg_tps": tg, "tg_tps_sd": 0.5}
+    if pp is not None:
+        metrics.update(pp_tps=pp, pp_tps_sd=8.0)
+    metrics.update(n_gpu_layers=ngl, threads=threads or usable_cores())
+    settings = {"model": str(path), "base": str(base), "speed": True}
+    run = store.begin_run("eval", path, path.name, hardware=hw, settings=settings)
+    store.finish_run(run, "finished", metrics=metrics)
+    return int(run)
+
+
+def test_measured_speeds_replace_and_calibrate_the_cpu_rows(tiny_model: Path) -> None:
+    import statistics
+
+    from qtapp.core.measured_speed import hardware_record, measured_speeds
+    from qtapp.core.results import ResultsStore
+
+    m = read_model(tiny_model)
+    folder = tiny_model.parent
+    cs = ContextSettings(n_ctx=512)
+    before = make_plan(PlanInputs(m, cs, [], HOST), SOME_TYPES)
+    assert all(r.speed_source == "predicted" for r in before.rows)
+    pred = {r.type: (r.predicted_tg_tps, r.predicted_pp_tps) for r in before.rows}
+    with ResultsStore.open() as store:
+        _speed_run(store, folder / "tiny-llama-Q8_0.gguf", 47.0, 700.0, tiny_model)
+        _speed_run(store, folder / "tiny-llama-Q3_K_M.gguf", 54.0, None, tiny_model)
+        # another CPU, another thread count, another model: none of them counts
+        other_cpu = {**hardware_record(), "cpu_model": "Some Other CPU 9000"}
+        _speed_run(store, folder / "tiny-llama-Q6_K.gguf", 900.0, 9e4, tiny_model, other_cpu)
+        _speed_run(store, folder / "tiny-llama-Q5_K_M.gguf", 1.0, 1.0, tiny_model, threads=99)
+        _speed_run(store, folder / "other-Q4_K_M.gguf", 1.0, 1.0, folder / "other.gguf")
+    speeds = measured_speeds(m)
+    assert {s.type for s in speeds.measurements} == {"Q8_0", "Q3_K_M", "Q6_K", "Q5_K_M"}
+    t0 = time.perf_counter()
+    plan = make_plan(PlanInputs(m, cs, [], HOST, speeds=speeds), SOME_TYPES)
+    assert time.perf_counter() - t0 < 0.5
+    q8, q3, q4 = (plan.row(t) for t in ("Q8_0", "Q3_K_M", "Q4_K_M"))
+    assert q8 is not None and q3 is not None and q4 is not None
+    assert q8.speed_source == "measured" and q8.tg_tps == 47.0 and q8.pp_tps == 700.0
+    assert q8.predicted_tg_tps == pytest.approx(pred["Q8_0"][0])  # the prediction is kept
+    # Q3_K_M measured tg only: its pp is calibrated from Q8_0's
+    assert q3.speed_source_of("tg") == "measured" and q3.speed_source_of("pp") == "calibrated"
+    tg_ratio = statistics.median([47.0 / pred["Q8_0"][0], 54.0 / pred["Q3_K_M"][0]])
+    pp_ratio = 700.0 / pred["Q8_0"][1]
+    assert q4.speed_source == "calibrated"
+    assert q4.tg_tps == pytest.approx(pred["Q4_K_M"][0] * tg_ratio)
+    assert q4.pp_tps == pytest.approx(pred["Q4_K_M"][1] * pp_ratio)
+    assert plan.row("Q6_K").speed_source == "calibrated"  # type: ignore[union-attr]
+    assert plan.speed_calibration["cpu"]["n"] == 2
+    d = plan.to_dict()
+    row = next(r for r in d["rows"] if r["type"] == "Q8_0")
+    assert row["speed_source"] == "measured" and row["measured_tg_tps"] == 47.0
+    assert row["predicted_tg_tps"] == pytest.approx(pred["Q8_0"][0], rel=1e-3)
+    row = next(r for r in d["rows"] if r["type"] == "Q4_K_M")
+    assert row["speed_source"] == "calibrated" and row["calibration_n"] == 2
+    assert "measured_tg_tps" not in row
+    assert "tokens/s measured" in plan.why or "calibrated from 2" in plan.why
+    # a GPU plan places every row elsewhere: CPU measurements neither show nor calibrate
+    gpu = make_plan(PlanInputs(m, cs, ROOMY, HOST, speeds=speeds), SOME_TYPES)
+    assert {r.speed_source for r in gpu.rows} == {"predicted"} and not gpu.speed_calibration
+
+
+def test_gpu_measurements_count_only_on_the_same_gpus(tiny_model: Path) -> None:
+    from qtapp.core.measured_speed import hardware_record, measured_speeds
+    from qtapp.core.results import ResultsStore
+
+    m = read_model(tiny_model)
+    hw = {**hardware_record(), "gpus": ["NVIDIA H200"]}
+    with ResultsStore.open() as store:
+        _speed_run(
+            store, tiny_model.parent / "tiny-llama-Q4_K_M.gguf", 900.0, 5e4, tiny_model, hw, -1
+        )
+    speeds = measured_speeds(m)
+    cs = ContextSettings(n_ctx=512)
+    h200 = [Device("CUDA0", 140 * GIB, 140 * GIB, 4.8e12, True, "GPU 0: NVIDIA H200")]
+    plan = make_plan(PlanInputs(m, cs, h200, HOST, speeds=speeds), SOME_TYPES)
+    assert plan.row("Q4_K_M").speed_source == "measured"  # type: ignore[union-attr]
+    assert plan.row("Q4_K_M").tg_tps == 900.0  # type: ignore[union-attr]
+    assert plan.row("Q8_0").speed_source == "calibrated"  # type: ignore[union-attr]
+    a100 = [replace(h200[0], label="GPU 0: NVIDIA A100")]
+    other = make_plan(PlanInputs(m, cs, a100, HOST, speeds=speeds), SOME_TYPES)
+    assert {r.speed_source for r in other.rows} == {"predicted"}
+    cpu = make_plan(PlanInputs(m, cs, [], HOST, speeds=speeds), SOME_TYPES)
+    assert {r.speed_source for r in cpu.rows} == {"predicted"}
+
+
+def test_eval_runs_record_the_hardware(tiny_model: Path) -> None:
+    from qtapp.core.eval_runs import EvalRecorder
+    from qtapp.core.events import Finished
+    from qtapp.core.measured_speed import usable_cores
+    from qtapp.core.results import ResultsStore
+
+    rec = EvalRecorder(tiny_model, {"model": str(tiny_model), "speed": True})
+    rec.begin()
+    rec.add(Finished(result={"tg_tps": 12.0, "pp_tps": 100.0, "n_gpu_layers": 0}))
+    rec.finish()
+    with ResultsStore.open() as store:
+        run = store.get_run(rec.run_id)  # type: ignore[arg-type]
+    assert run.hardware is not None and run.hardware["usable_cores"] == usable_cores()
+    assert isinstance(run.hardware["gpus"], list) and "cpu_model" in run.hardware
+
+
+def test_cli_json_rows_say_where_speeds_come_from(tiny_model: Path, quantlens_home: Path) -> None:
+    from qtapp.core.results import ResultsStore
+
+    with ResultsStore.open() as store:
+        _speed_run(store, tiny_model.parent / "tiny-llama-Q8_0.gguf", 47.0, 700.0, tiny_model)
+    out = subprocess.run(
+        [sys.executable, "-m", "qtapp", "plan", str(tiny_model), "--fast", "--json", "--ngl", "0"]
+        + ["--types", "Q8_0,Q4_K_M"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = {r["type"]: r for r in json.loads(out.stdout)["rows"]}
+    assert rows["Q8_0"]["speed_source"] == "measured"
+    assert rows["Q8_0"]["measured_tg_tps"] == 47.0 and rows["Q8_0"]["measured_pp_tps"] == 700.0
+    assert rows["Q4_K_M"]["speed_source"] == "calibrated"
+    assert isinstance(rows["Q4_K_M"]["predicted_tg_tps"], float)

@@ -174,3 +174,50 @@ def test_user_recipes_and_measured_types_in_the_table(  # noqa: ANN001
     )
     tip = model.index(texts.index("Q8_0 ◆"), 0).data(3)  # ToolTipRole
     assert "mean KLD 0.02" in tip
+
+
+def test_measured_speeds_shown_and_calibrating_the_rest(  # noqa: ANN001
+    qtbot, page: Page, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from qtapp.core.measured_speed import hardware_record, usable_cores
+    from qtapp.core.results import ResultsStore
+    from qtapp.ui.pages import fit_page
+
+    with ResultsStore.open() as store:
+        path = tiny_model.parent / "tiny-llama-Q8_0.gguf"
+        hw = hardware_record(SimpleNamespace(gpus=()))
+        run = store.begin_run(
+            "eval", path, path.name, hardware=hw, settings={"base": str(tiny_model)}
+        )
+        metrics = {"tg_tps": 47.0, "tg_tps_sd": 0.5, "pp_tps": 700.0, "pp_tps_sd": 8.0}
+        metrics.update(n_gpu_layers=0, threads=usable_cores(), ppl=9.0)
+        store.finish_run(run, "finished", metrics=metrics)
+    reads = []
+    real = fit_page.measured_speeds
+    monkeypatch.setattr(fit_page, "measured_speeds", lambda *a: reads.append(1) or real(*a))
+    _open(qtbot, page, tiny_model)
+    model = page.table.model_
+    headers = model.headers()
+    pp_col, tg_col = headers.index("pp t/s"), headers.index("tg t/s")
+    types = [model.index(i, 0).data(256) for i in range(model.rowCount())]  # UserRole
+    q8, q4 = types.index("Q8_0"), types.index("Q4_K_M")
+    assert model.index(q8, pp_col).data() == "700" and model.index(q8, tg_col).data() == "47.0"
+    tip = model.index(q8, tg_col).data(3)  # ToolTipRole
+    assert "measured on " in tip and "47.0 ± 0.5" in tip
+    assert model.index(q4, tg_col).data().startswith("~")
+    assert "calibrated from 1 measurement" in model.index(q4, pp_col).data(3)
+    assert "calibrated from 1 measurement on the CPU" in page.caption.text()
+    q4_row = page.plan.row("Q4_K_M")
+    assert q4_row is not None and q4_row.tg_tps != q4_row.predicted_tg_tps
+    # replanning (a slider move) does not read the store again
+    page.controls.ctx_box.setValue(1024)
+    page.replan()
+    assert len(reads) == 1
+    # on what-if GPUs the CPU measurements say nothing: predicted, marked *
+    page.controls.what_if.setText("1x24GiB")
+    qtbot.waitUntil(lambda: len(page.plan.devices) == 2, timeout=2000)
+    tg_col = model.headers().index("tg t/s")
+    assert model.index(q4, tg_col).data().endswith("*")
+    assert "Speeds are predicted" in page.caption.text()

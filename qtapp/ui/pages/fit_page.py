@@ -30,6 +30,7 @@ from qtapp.core.devices import host_device
 from qtapp.core.events import Failed, Finished, Progress
 from qtapp.core.jobs import JobSpec
 from qtapp.core.kv_model import ContextSettings
+from qtapp.core.measured_speed import MeasuredSpeeds, measured_speeds, speed_caption
 from qtapp.core.model import ModelInfo, read_model
 from qtapp.core.plan import Plan, PlanInputs, PlanRow, Weights, make_plan, targets_for
 from qtapp.core.quality_order import METRIC_NAMES, QualityOrder, measured_order
@@ -91,6 +92,7 @@ class Page(QWidget):
         self.exact: dict[ContextSettings, fit_exact.ExactFigures] = {}
         self.recipes: dict[str, Recipe] = {}  # the user's saved recipes, read at model open
         self.quality = QualityOrder()  # measured order from the results store, read at open
+        self.speeds = MeasuredSpeeds()  # measured tokens/s from the results store, read at open
         self._weights_job: JobRunner | None = None
         self._memory_job: JobRunner | None = None
         self._memory_for: ContextSettings | None = None
@@ -202,10 +204,10 @@ class Page(QWidget):
         self.quantize_button.setEnabled(False)
 
     def _on_model_read(self, got: object) -> None:
-        if isinstance(got, tuple):  # (model, user recipes, quality order) from the reader
-            m, self.recipes, self.quality = got
+        if isinstance(got, tuple):  # (model, recipes, quality order, speeds) from the reader
+            m, self.recipes, self.quality, self.speeds = got
         else:
-            m, self.recipes, self.quality = got, {}, QualityOrder()
+            m, self.recipes, self.quality, self.speeds = got, {}, QualityOrder(), MeasuredSpeeds()
         assert isinstance(m, ModelInfo)
         self.model = m
         self.weights = {}
@@ -247,6 +249,7 @@ class Page(QWidget):
             exact=self.exact,
             quality=self.quality,
             recipes=self.recipes,
+            speeds=self.speeds,
         )
 
     def _targets(self) -> list[str]:
@@ -275,6 +278,7 @@ class Page(QWidget):
             text += f" {MEASURED_MARK} ranked by your measured {metric}."
         if any(r.user_recipe for r in plan.rows):
             text += " Italics: your recipes."
+        text += " " + speed_caption(plan)
         if self.caption.text() != text:
             self.caption.setText(text)
 
@@ -384,7 +388,7 @@ class Page(QWidget):
         busy = " · llama.cpp is sizing the rest…" if self._weights_job is not None else ""
         self.exact_label.setText(
             f"Weights exact for {n_exact} of {len(self.plan.rows)} rows; KV and compute {mem}"
-            f"{busy}. * speeds are predicted."
+            f"{busy}."
         )
 
     def is_busy(self) -> bool:
@@ -419,9 +423,11 @@ class Page(QWidget):
             self._loader.wait()
 
 
-def _read_for_plan(path: Path) -> tuple[ModelInfo, dict[str, Recipe], QualityOrder]:
-    """In a background thread: the model's header, the user's recipes and the quality order
-    measured for this model (the results store is read once per open, not per replan)."""
+def _read_for_plan(
+    path: Path,
+) -> tuple[ModelInfo, dict[str, Recipe], QualityOrder, MeasuredSpeeds]:
+    """In a background thread: the model's header, the user's recipes, the quality order and the
+    speeds measured for this model (the results store is read once per open, not per replan)."""
     m = read_model(path)
     try:
         from qtapp.core.recipes_store import load_user_recipes
@@ -430,4 +436,4 @@ def _read_for_plan(path: Path) -> tuple[ModelInfo, dict[str, Recipe], QualityOrd
     except OSError as exc:
         log.warning("could not read the user's recipes: %s", exc)
         recipes = {}
-    return m, recipes, measured_order(m, recipes)
+    return m, recipes, measured_order(m, recipes), measured_speeds(m, recipes)
