@@ -52,6 +52,25 @@ def create_app() -> object:
     return app
 
 
+class FileOpenFilter:
+    """macOS hands files opened from Finder (double-click, drop on the Dock icon) to the app as
+    ``QFileOpenEvent``s, not as arguments: route them to the window."""
+
+    def __init__(self, window: object) -> None:
+        from PySide6.QtCore import QEvent, QObject
+
+        class _Filter(QObject):
+            def eventFilter(self, _obj: object, event: object) -> bool:  # noqa: N802 - Qt
+                if getattr(event, "type", lambda: None)() == QEvent.Type.FileOpen:
+                    path = event.file()  # type: ignore[attr-defined]
+                    if path:
+                        window.open_model(path)  # type: ignore[attr-defined]
+                        return True
+                return False
+
+        self.filter = _Filter()
+
+
 def run_gui(smoke_test: bool = False, demo: bool = False, model: str | None = None) -> int:
     from PySide6.QtCore import QTimer
 
@@ -60,6 +79,8 @@ def run_gui(smoke_test: bool = False, demo: bool = False, model: str | None = No
     app = create_app()
     install_excepthook()
     window = MainWindow()
+    file_open = FileOpenFilter(window)
+    app.installEventFilter(file_open.filter)  # type: ignore[attr-defined]
     window.show()
     if model:
         window.open_model(model)

@@ -44,3 +44,23 @@ def test_first_run_greets_then_later_starts_open_on_hardware(qtbot) -> None:
     second.show()
     assert second.current_page_key() == "hardware"
     second.close()
+
+
+def test_a_file_opened_from_the_desktop_opens_in_the_window(qtbot, tiny_model) -> None:
+    from PySide6.QtGui import QFileOpenEvent
+    from PySide6.QtWidgets import QApplication
+
+    from qtapp.ui.app import FileOpenFilter
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    opener = FileOpenFilter(window)
+    QApplication.instance().installEventFilter(opener.filter)
+    try:
+        with qtbot.waitSignal(window.ctx.model_changed) as opened:
+            QApplication.sendEvent(QApplication.instance(), QFileOpenEvent(str(tiny_model)))
+        assert opened.args[0] == tiny_model
+        assert window.current_page_key() == "fit"
+    finally:
+        QApplication.instance().removeEventFilter(opener.filter)
+        window.close()
