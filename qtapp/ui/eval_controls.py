@@ -140,6 +140,11 @@ class EvalControls(QWidget):
         outer.addStretch(1)
         self.refresh_cache_size()
 
+    def add_section(self, widget: QWidget) -> None:
+        """Put ``widget`` under the controls (above the stretch that keeps them at the top)."""
+        outer = self.layout()
+        outer.insertWidget(outer.count() - 1, widget)
+
     # -- models ----------------------------------------------------------------------------
     def model_paths(self) -> list[Path]:
         return [Path(self.models.item(i).data(Qt.UserRole)) for i in range(self.models.count())]

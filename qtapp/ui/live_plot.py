@@ -1,7 +1,11 @@
 """A live pyqtgraph chart: several runs overlaid, an optional uncertainty band, a crosshair.
 
-Slots only append to Python lists; a 100 ms ``QTimer`` pushes the new data with ``setData``
-(peak downsampling, clip to view), so a fast stream of points never stalls the GUI thread.
+Slots only append to Python lists. One application-wide 60 ms timer (:class:`_RedrawQueue`)
+pushes the new data of ONE changed chart per tick with ``setData`` (peak downsampling, clip to
+view): Qt repaints every dirty widget of a window in one go, so redrawing four charts in the same
+event-loop turn stalled it for the sum of their paints (95 ms measured); one chart per turn
+bounds a stall to one chart's paint. Axes are cached as pixmaps (their text is the costly part
+of a repaint in software rendering) and the band is filled without antialiasing.
 Exports to PNG and SVG with pyqtgraph's exporters.
 """
 
@@ -12,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
+
+from qtapp.ui.live_plot_parts import Band, IntegerAxis, redraw_queue, remove_from_queue
 
 #: one colour per run, distinguishable and readable on light and dark backgrounds
 PALETTE = [
@@ -30,29 +36,13 @@ PALETTE = [
 ]
 
 
-class IntegerAxis(pg.AxisItem):
-    """An axis that only labels whole numbers (chunks, repetitions)."""
-
-    def tickValues(self, minVal, maxVal, size):  # noqa: N802, ANN001, ANN201 - pyqtgraph API
-        levels = super().tickValues(minVal, maxVal, size)
-        out = []
-        for spacing, values in levels:
-            if spacing < 1:
-                continue
-            out.append((spacing, [v for v in values if float(v).is_integer()]))
-        if not out:
-            lo, hi = int(np.ceil(minVal)), int(np.floor(maxVal))
-            out = [(1.0, list(range(lo, hi + 1)))]
-        return out
-
-
 @dataclass
 class _Run:
     label: str
     color: str
     curve: pg.PlotDataItem
-    upper: pg.PlotDataItem | None = None
-    lower: pg.PlotDataItem | None = None
+    upper: pg.PlotCurveItem | pg.PlotDataItem | None = None
+    lower: pg.PlotCurveItem | pg.PlotDataItem | None = None
     band: pg.FillBetweenItem | None = None
     xs: list[float] = field(default_factory=list)
     ys: list[float] = field(default_factory=list)
@@ -61,9 +51,7 @@ class _Run:
 
 
 class LivePlot(QWidget):
-    """One chart. ``add_run`` then ``append`` points; the timer redraws what changed."""
-
-    REDRAW_MS = 100
+    """One chart. ``add_run`` then ``append`` points; the shared timer redraws what changed."""
 
     def __init__(
         self,
@@ -82,6 +70,7 @@ class LivePlot(QWidget):
         self._band = band
         self._symbols = symbols
         self._runs: dict[str, _Run] = {}
+        self._settle = False  # fit the view tightly at the next redraw
         axes = {"bottom": IntegerAxis("bottom")} if integer_x else None
         self.plot = pg.PlotWidget(background=None, axisItems=axes)
         self.plot.setMinimumHeight(150)
@@ -92,8 +81,18 @@ class LivePlot(QWidget):
         item.showGrid(x=True, y=True, alpha=0.25)
         item.setDownsampling(mode="peak", auto=True)
         item.setClipToView(True)
+        for name in ("left", "bottom"):
+            # repainting a curve then blits the axis (labels, grid) instead of replaying it
+            item.getAxis(name).setCacheMode(QGraphicsItem.DeviceCoordinateCache)
         if log_y:
             item.setLogMode(y=True)
+        else:
+            # the view follows the data in steps (see _follow_data), not on every point: each
+            # range change repaints both axes, the costliest part of a chart's repaint
+            self._follow = True
+            item.vb.disableAutoRange()
+            item.vb.sigRangeChangedManually.connect(self._stop_following)
+            item.autoBtn.clicked.connect(self._resume_following)
         self.legend = (
             pg.LegendItem()
             if not legend
@@ -124,11 +123,10 @@ class LivePlot(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
-        self._timer = QTimer(self)
-        self._timer.setInterval(self.REDRAW_MS)
-        self._timer.timeout.connect(self.redraw)
-        self._timer.start()
         self.log_y = log_y
+        queue = redraw_queue()
+        queue.plots.append(self)
+        self.destroyed.connect(lambda *_: remove_from_queue(self))
 
     # -- data ------------------------------------------------------------------------------
     def runs(self) -> list[str]:
@@ -151,11 +149,12 @@ class LivePlot(QWidget):
         run = _Run(label, color, curve)
         if self._band:
             faint = pg.mkPen(None)
-            run.upper = pg.PlotDataItem([], [], pen=faint)
-            run.lower = pg.PlotDataItem([], [], pen=faint)
+            edge = pg.PlotDataItem if self.log_y else pg.PlotCurveItem  # log mode needs the former
+            run.upper = edge([], [], pen=faint)
+            run.lower = edge([], [], pen=faint)
             fill = pg.mkColor(color)
             fill.setAlpha(50)
-            run.band = pg.FillBetweenItem(run.upper, run.lower, brush=pg.mkBrush(fill))
+            run.band = Band(run.upper, run.lower, brush=pg.mkBrush(fill))
             item = self.plot.getPlotItem()
             for it in (run.upper, run.lower, run.band):
                 item.addItem(it)
@@ -187,9 +186,14 @@ class LivePlot(QWidget):
                     item.removeItem(it)
         self.legend.clear()
         self._runs.clear()
+        if not self.log_y:
+            self._follow = True
+
+    def dirty(self) -> bool:
+        return self._settle or any(run.dirty for run in self._runs.values())
 
     def redraw(self) -> None:
-        """Push new points to the curves (the timer calls this; cheap when nothing changed)."""
+        """Push new points to the curves that changed (the shared timer calls this)."""
         for run in self._runs.values():
             if not run.dirty:
                 continue
@@ -200,8 +204,65 @@ class LivePlot(QWidget):
             if run.upper is not None and run.lower is not None:
                 e = np.asarray(run.errs)
                 lo = np.maximum(y - e, 1e-12) if self.log_y else y - e
-                run.upper.setData(x, y + e)
+                run.upper.blockSignals(True)  # the band rebuilds its path once, on the lower
+                try:
+                    run.upper.setData(x, y + e)
+                finally:
+                    run.upper.blockSignals(False)
                 run.lower.setData(x, lo)
+        if not self.log_y and self._follow:
+            self._follow_data(force=self._settle, headroom=0.03 if self._settle else 0.3)
+        self._settle = False
+
+    # -- view range ------------------------------------------------------------------------
+    def _bounds(self) -> tuple[float, float, float, float] | None:
+        xs, lo, hi = [], [], []
+        for run in self._runs.values():
+            if not run.xs:
+                continue
+            x = np.asarray(run.xs)
+            y = np.asarray(run.ys)
+            e = np.asarray(run.errs) if run.upper is not None else 0.0
+            xs += [float(x.min()), float(x.max())]
+            lo.append(float(np.min(y - e)))
+            hi.append(float(np.max(y + e)))
+        if not xs:
+            return None
+        return min(xs), max(xs), min(lo), max(hi)
+
+    def settle(self) -> None:
+        """Fit the view to the data without headroom at the next redraw (the runs have ended)."""
+        self._settle = not self.log_y
+
+    def _follow_data(self, force: bool = False, headroom: float = 0.3) -> None:
+        """Keep every point in view with headroom; move the view only when data leaves it (or
+        fills less than a quarter of it)."""
+        b = self._bounds()
+        if b is None:
+            return
+        x0, x1, y0, y1 = b
+        vb = self.plot.getPlotItem().vb
+        (vx0, vx1), (vy0, vy1) = vb.viewRange()
+        xspan = max(x1 - x0, 1.0)
+        yspan = max(y1 - y0, abs(y1) * 0.05, 1e-9)
+        inside = vx0 <= x0 and x1 <= vx1 and vy0 <= y0 and y1 <= vy1
+        snug = (vx1 - vx0) <= 4 * xspan + 2 and (vy1 - vy0) <= 4 * yspan
+        if inside and snug and not force:
+            return
+        vb.setRange(
+            xRange=(x0 - 0.06 * xspan, x1 + max(headroom, 0.06) * xspan),
+            yRange=(y0 - 0.15 * yspan, y1 + 0.25 * yspan),
+            padding=0,
+        )
+
+    def _stop_following(self, *_: object) -> None:
+        self._follow = False
+
+    def _resume_following(self, *_: object) -> None:
+        """The "A" button: pyqtgraph turned its auto range on; follow the data our way again."""
+        self._follow = True
+        self.plot.getPlotItem().vb.disableAutoRange()
+        self._follow_data(force=True)
 
     def data(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         run = self._runs[key]

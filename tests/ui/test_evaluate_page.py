@@ -89,3 +89,61 @@ def test_start_without_models_says_what_to_do(page) -> None:
     page.controls.set_models([])
     page.start()
     assert "Add at least one model" in page.controls.status.text()
+
+
+REPLAY = Path(__file__).resolve().parents[1] / "fixtures" / "nvml" / "h200-idle.json"
+
+
+def _stored_metrics() -> dict:
+    results = pytest.importorskip("qtapp.core.results")
+    runs = results.ResultsStore.open().list_runs(kind="eval")
+    assert runs
+    return runs[0].metrics
+
+
+def test_memory_panel_replay_gpu_and_stored_peak(
+    page, qtbot, tiny_model: Path, monkeypatch
+) -> None:
+    """NVML (replayed H200: 644,939,776 B in use, no other process) next to the plan; the peak
+    lands in the stored metrics."""
+    monkeypatch.setenv("QUANTLENS_NVML_REPLAY", str(REPLAY))
+    page.memory.timer.setInterval(150)
+    with qtbot.waitSignal(page.all_done, timeout=90_000):
+        page.queue([tiny_model], None, chunks=3, speed=True)
+        qtbot.waitUntil(lambda: page.memory.rows().get("CPU") is not None, timeout=30_000)
+        qtbot.waitUntil(lambda: page.memory.rows()["CPU"].peak is not None, timeout=30_000)
+        rows = page.memory.rows()
+        assert set(rows) == {"CUDA0", "CPU"}
+        assert rows["CUDA0"].now == 644_939_776 and rows["CUDA0"].label.endswith("NVIDIA H200")
+        assert rows["CPU"].predicted and rows["CPU"].predicted > 0
+        texts = [w.text() for w in page.memory._cells]
+        assert "615 MiB" in texts and "Planned" in texts
+        assert "replay" in page.memory.note.text()
+    page.wait_stored()
+    m = _stored_metrics()
+    assert m["mem_peak_cuda0_bytes"] == 644_939_776
+    assert m["mem_peak_host_rss_bytes"] > 10 * 1024**2  # a python worker with llama.cpp loaded
+    assert "mem_pred_cuda0_bytes" in m and m["mem_pred_cpu_bytes"] > 0
+
+
+def test_memory_panel_cpu_only_shows_worker_rss(page, qtbot, tiny_model: Path, monkeypatch) -> None:
+    monkeypatch.delenv("QUANTLENS_NVML_REPLAY", raising=False)
+    page.ctx.extras["eval_memory_probe"] = None
+    from qtapp.core.hardware import HardwareProbe
+
+    def no_nvml():
+        raise ImportError("no NVML here")
+
+    page.memory.probe = HardwareProbe(loader=no_nvml)
+    page.memory.timer.setInterval(150)
+    with qtbot.waitSignal(page.all_done, timeout=90_000):
+        page.queue([tiny_model], None, chunks=3, speed=True)
+        qtbot.waitUntil(lambda: page.memory.rows().get("CPU") is not None, timeout=30_000)
+        qtbot.waitUntil(lambda: page.memory.rows()["CPU"].peak is not None, timeout=30_000)
+        rows = page.memory.rows()
+        assert list(rows) == ["CPU"] and rows["CPU"].label == "host RAM (worker RSS)"
+        assert "host RAM only" in page.memory.note.text()
+    page.wait_stored()
+    m = _stored_metrics()
+    assert m["mem_peak_host_rss_bytes"] > 10 * 1024**2
+    assert m["mem_pred_cpu_bytes"] > 0 and not any("cuda" in k for k in m)

@@ -30,6 +30,7 @@ from qtapp.core.events import Cancelled, Event, Failed, Finished, Point, Progres
 from qtapp.core.jobs import JobSpec
 from qtapp.ui.context import AppContext
 from qtapp.ui.eval_controls import EvalControls
+from qtapp.ui.eval_memory_panel import MemoryPanel
 from qtapp.ui.live_plot import PALETTE, LivePlot
 from qtapp.ui.workers import JobRunner
 
@@ -77,6 +78,8 @@ class Page(QWidget):
         self.controls = EvalControls()
         self.controls.start.connect(self.start)
         self.controls.cancel.connect(self.cancel)
+        self.memory = MemoryPanel(ctx)
+        self.controls.add_section(self.memory)
         left = QScrollArea()
         left.setWidgetResizable(True)
         left.setWidget(self.controls)
@@ -203,6 +206,7 @@ class Page(QWidget):
         return any(rv.runner is not None and rv.runner.terminal is None for rv in self._runs)
 
     def shutdown(self) -> None:
+        self.memory.shutdown()
         for rv in self._runs:
             if rv.runner is not None and rv.runner.terminal is None:
                 rv.runner.cancel()
@@ -269,6 +273,7 @@ class Page(QWidget):
         def on_start(runner: JobRunner, rv: _RunView = rv) -> None:
             rv.recorder.begin()
             self._set_row(rv, "running", {})
+            self.memory.start_run(rv.key, rv.model, params, lambda: runner.job.pid)
 
         rv.runner = self.ctx.jobs.submit(JobSpec("evaluate", params), on_start=on_start)
         rv.runner.event.connect(lambda ev, rv=rv: self._on_event(rv, ev))
@@ -295,6 +300,9 @@ class Page(QWidget):
         if rv.recorder.state != "running":
             return
         rv.recorder.add(ev)
+        # the measured peaks (and the plan they compare with) go into the stored metrics:
+        # EvalRecorder.finish() writes ``result`` as it is when its store thread gets there
+        rv.recorder.result.update(self.memory.finish_run(rv.key))
         rv.recorder.finish(on_stored=self.ctx.results_changed.emit)
         state = rv.recorder.state
         self._set_row(rv, state, rv.recorder.result)
@@ -305,9 +313,11 @@ class Page(QWidget):
             self.controls.progress.setValue(1000)
         else:
             self.controls.status.setText(f"{rv.model.name}: stopped; measured points kept.")
-        self.controls.refresh_cache_size()
         if not self.running():
+            self.controls.refresh_cache_size()  # walks the cache folder: once, at the end
             self.controls.set_running(False)
+            for plot in self.plots:
+                plot.settle()  # one chart per redraw tick, like the points
             self.all_done.emit()
 
     def _set_row(self, rv: _RunView, state: str, r: dict[str, Any]) -> None:
@@ -323,6 +333,11 @@ class Page(QWidget):
             _pm(r, "tg_tps", 1),
         ]
         for col, text in enumerate(cells):
+            item = self.table.item(rv.row, col)
+            if item is not None:
+                if item.text() != text:  # an unchanged cell costs no resize-to-contents pass
+                    item.setText(text)
+                continue
             item = QTableWidgetItem(text)
             if col == 0:
                 item.setToolTip(str(rv.model))
