@@ -106,6 +106,8 @@ class Job:
             self._proc.stdin.close()
         except OSError:
             pass  # the child died at once; the reader reports why
+        if self._cancelled.is_set():  # cancelled while the process was being spawned
+            self.cancel()
         for target in (self._read_stdout, self._read_stderr):
             thread = threading.Thread(target=target, daemon=True, name=f"job-{self.spec.kind}")
             thread.start()
@@ -163,8 +165,15 @@ class Job:
         return list(self._stderr_tail)
 
     def events(self) -> Iterator[Event]:
-        """Yield the child's events; always ends with one terminal event."""
+        """Yield the child's events; always ends with one terminal event.
+
+        Starts the child if :meth:`start` was not called (so a caller can start it off the GUI
+        thread); a job cancelled before it started ends at once with :class:`Cancelled`.
+        """
         if self._proc is None:
+            if self._cancelled.is_set():
+                yield Cancelled()
+                return
             self.start()
         while True:
             item = self._queue.get()

@@ -30,7 +30,7 @@ class JobRunner(QObject):
         self.terminal: Event | None = None
 
     def start(self) -> None:
-        self.job.start()
+        """Start the child from the pump thread: spawning a process can take tens of ms."""
         self._thread = threading.Thread(target=self._pump, daemon=True, name=f"ql-{self.spec.kind}")
         self._thread.start()
 

@@ -47,3 +47,11 @@ def test_cancel_kills_a_blocked_child_within_a_second() -> None:
     assert isinstance(next(events), Cancelled)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_job_cancelled_before_it_started_never_starts() -> None:
+    job = Job(JobSpec("sleep", {"seconds": 120}))
+    job.cancel()
+    events = list(job.events())
+    assert len(events) == 1 and isinstance(events[0], Cancelled)
+    assert job.pid is None
