@@ -61,12 +61,33 @@ _TYPES: list[tuple[str, int, float, str, bool, str, str]] = [
     ("IQ1_M", 31, 1.75, "1.75 bpw quantization", True, "i-quant", ""),
     ("IQ1_S", 24, 1.56, "1.56 bpw quantization", True, "i-quant", ""),
     ("Q1_0", 40, 1.125, "1.125 bpw quantization", False, "legacy", ""),
-    ("MXFP4_MOE", 38, 4.25, "MXFP4 for expert tensors", False, "mxfp4",
-     "meant for mixture-of-experts models"),
-    ("TQ2_0", 37, 2.06, "2.06 bpw ternarization", False, "ternary",
-     "only for models trained ternary (BitNet-like)"),
-    ("TQ1_0", 36, 1.69, "1.69 bpw ternarization", False, "ternary",
-     "only for models trained ternary (BitNet-like)"),
+    (
+        "MXFP4_MOE",
+        38,
+        4.25,
+        "MXFP4 for expert tensors",
+        False,
+        "mxfp4",
+        "meant for mixture-of-experts models",
+    ),
+    (
+        "TQ2_0",
+        37,
+        2.06,
+        "2.06 bpw ternarization",
+        False,
+        "ternary",
+        "only for models trained ternary (BitNet-like)",
+    ),
+    (
+        "TQ1_0",
+        36,
+        1.69,
+        "1.69 bpw ternarization",
+        False,
+        "ternary",
+        "only for models trained ternary (BitNet-like)",
+    ),
 ]
 
 QUANT_TYPES: dict[str, QuantType] = {
@@ -106,8 +127,14 @@ def tensor_bytes(type_name: str, shape: list[int] | tuple[int, ...]) -> int:
 # -- dynamic recipes ---------------------------------------------------------------------------
 
 #: one step up in precision, as the *_XL recipes use it
-STEP_UP = {"Q2_K": "Q3_K", "Q3_K": "Q4_K", "Q4_K": "Q5_K", "Q5_K": "Q6_K", "Q6_K": "Q8_0",
-           "Q8_0": "F16"}
+STEP_UP = {
+    "Q2_K": "Q3_K",
+    "Q3_K": "Q4_K",
+    "Q4_K": "Q5_K",
+    "Q5_K": "Q6_K",
+    "Q6_K": "Q8_0",
+    "Q8_0": "F16",
+}
 
 
 @dataclass(frozen=True)
@@ -140,15 +167,26 @@ class Recipe:
         return [(r.resolve(n_layer), r.type) for r in self.rules]
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "base": self.base, "description": self.description,
-                "rules": [{"pattern": r.pattern, "type": r.type, "why": r.why} for r in self.rules]}
+        return {
+            "name": self.name,
+            "base": self.base,
+            "description": self.description,
+            "rules": [{"pattern": r.pattern, "type": r.type, "why": r.why} for r in self.rules],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Recipe:
-        rules = tuple(Rule(str(r["pattern"]), str(r["type"]), str(r.get("why", "")))
-                      for r in data.get("rules", []))  # type: ignore[union-attr]
-        recipe = cls(str(data["name"]), str(data["base"]), rules, str(data.get("description", "")),
-                     builtin=False)
+        rules = tuple(
+            Rule(str(r["pattern"]), str(r["type"]), str(r.get("why", "")))
+            for r in data.get("rules", [])
+        )  # type: ignore[union-attr]
+        recipe = cls(
+            str(data["name"]),
+            str(data["base"]),
+            rules,
+            str(data.get("description", "")),
+            builtin=False,
+        )
         recipe.validate()
         return recipe
 
@@ -160,7 +198,9 @@ class Recipe:
             try:
                 re.compile(rule.resolve(1))
             except re.error as exc:
-                raise ValueError(f"recipe {self.name}: bad pattern {rule.pattern!r}: {exc}") from exc
+                raise ValueError(
+                    f"recipe {self.name}: bad pattern {rule.pattern!r}: {exc}"
+                ) from exc
 
     def matches(self, tensor_names: list[str], n_layer: int) -> dict[str, list[str]]:
         """Which tensors each rule catches (first match wins), keyed by the rule's pattern."""
@@ -187,9 +227,13 @@ def _xl(base_ftype: str, block: str) -> Recipe:
         Rule(r"ffn_(up|gate)_exps\.", block, "routed experts stay at the base type"),
     )
     name = block + "_XL"
-    return Recipe(name, base_ftype, rules,
-                  f"{base_ftype} with sensitive tensors kept one step higher ({up}); "
-                  f"routed ffn_up/ffn_gate experts at {block}.")
+    return Recipe(
+        name,
+        base_ftype,
+        rules,
+        f"{base_ftype} with sensitive tensors kept one step higher ({up}); "
+        f"routed ffn_up/ffn_gate experts at {block}.",
+    )
 
 
 RECIPES: dict[str, Recipe] = {
@@ -205,11 +249,46 @@ RECIPES: dict[str, Recipe] = {
 
 #: llama.cpp's published quality order, worst first; each recipe sits just above its base
 QUALITY_ORDER: list[str] = [
-    "TQ1_0", "TQ2_0", "Q1_0", "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "Q2_0", "IQ2_S", "IQ2_M",
-    "Q2_K_S", "Q2_K", "Q2_K_XL", "IQ3_XXS", "IQ3_XS", "Q3_K_S", "IQ3_S", "IQ3_M", "Q3_K_M",
-    "Q3_K_L", "Q3_K_XL", "IQ4_XS", "Q4_0", "IQ4_NL", "MXFP4_MOE", "Q4_1", "Q4_K_S", "Q4_K_M",
-    "Q4_K_XL", "Q5_0", "Q5_1", "Q5_K_S", "Q5_K_M", "Q5_K_XL", "Q6_K", "Q6_K_XL", "Q8_0", "F16",
-    "BF16", "F32",
+    "TQ1_0",
+    "TQ2_0",
+    "Q1_0",
+    "IQ1_S",
+    "IQ1_M",
+    "IQ2_XXS",
+    "IQ2_XS",
+    "Q2_0",
+    "IQ2_S",
+    "IQ2_M",
+    "Q2_K_S",
+    "Q2_K",
+    "Q2_K_XL",
+    "IQ3_XXS",
+    "IQ3_XS",
+    "Q3_K_S",
+    "IQ3_S",
+    "IQ3_M",
+    "Q3_K_M",
+    "Q3_K_L",
+    "Q3_K_XL",
+    "IQ4_XS",
+    "Q4_0",
+    "IQ4_NL",
+    "MXFP4_MOE",
+    "Q4_1",
+    "Q4_K_S",
+    "Q4_K_M",
+    "Q4_K_XL",
+    "Q5_0",
+    "Q5_1",
+    "Q5_K_S",
+    "Q5_K_M",
+    "Q5_K_XL",
+    "Q6_K",
+    "Q6_K_XL",
+    "Q8_0",
+    "F16",
+    "BF16",
+    "F32",
 ]
 
 

@@ -44,8 +44,11 @@ def read_tensor_infos(path: str | Path) -> TensorList:
     arch = gguf.metadata.get("general.architecture")
     n_layer = int(gguf.metadata.get(f"{arch}.block_count", 0) or 0)
     if not n_layer:
-        blocks = {int(n.split(".")[1]) for n in names
-                  if n.startswith("blk.") and n.split(".")[1].isdigit()}
+        blocks = {
+            int(n.split(".")[1])
+            for n in names
+            if n.startswith("blk.") and n.split(".")[1].isdigit()
+        }
         n_layer = max(blocks) + 1 if blocks else 0
     return TensorList(names, n_layer, tensors, dict(gguf.metadata))
 

@@ -15,16 +15,15 @@ def install_excepthook() -> None:
     """Log any uncaught exception and show it in a dialog instead of dying silently."""
     from PySide6.QtWidgets import QApplication, QMessageBox
 
-    def hook(
-        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
-    ) -> None:
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         text = "".join(traceback.format_exception(exc_type, exc, tb))
         log.error("Uncaught exception:\n%s", text)
         if QApplication.instance() is None or os.environ.get("QUANTLENS_NO_DIALOGS"):
             sys.__excepthook__(exc_type, exc, tb)
             return
-        box = QMessageBox(QMessageBox.Icon.Critical, "QuantLens: unexpected error",
-                          f"{exc_type.__name__}: {exc}")
+        box = QMessageBox(
+            QMessageBox.Icon.Critical, "QuantLens: unexpected error", f"{exc_type.__name__}: {exc}"
+        )
         box.setInformativeText("QuantLens keeps running. The details are in the log file.")
         box.setDetailedText(text)
         box.exec()
@@ -87,6 +86,7 @@ def run_gui(smoke_test: bool = False, demo: bool = False, model: str | None = No
     elif demo:
         window.start_demo()
     if smoke_test:
+
         def check() -> None:
             shown = window.isVisible()
             print("smoke test: window shown" if shown else "smoke test: window NOT shown")

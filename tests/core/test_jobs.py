@@ -19,8 +19,9 @@ def test_echo_streams_events_and_result() -> None:
     assert [e.fraction for e in seen if isinstance(e, Progress)] == pytest.approx([1 / 3, 2 / 3, 1])
 
 
-@pytest.mark.parametrize(("how", "words"), [("abort", "SIGABRT"), ("segv", "SIGSEGV"),
-                                            ("kill", "SIGKILL")])
+@pytest.mark.parametrize(
+    ("how", "words"), [("abort", "SIGABRT"), ("segv", "SIGSEGV"), ("kill", "SIGKILL")]
+)
 def test_a_crash_in_the_child_becomes_a_failed_event(how: str, words: str) -> None:
     last, _ = Job(JobSpec("crash", {"how": how})).run()
     assert isinstance(last, Failed)

@@ -56,8 +56,14 @@ def test_resolve_target_knows_types_aliases_and_recipes() -> None:
 def test_xl_recipe_rules_are_valid_and_first_match_wins() -> None:
     recipe = RECIPES["Q4_K_XL"]
     recipe.validate()
-    names = ["output.weight", "blk.0.ffn_up.weight", "blk.5.attn_q.weight",
-             "blk.5.ffn_up_exps.weight", "blk.5.ffn_down_exps.weight", "blk.11.ffn_up.weight"]
+    names = [
+        "output.weight",
+        "blk.0.ffn_up.weight",
+        "blk.5.attn_q.weight",
+        "blk.5.ffn_up_exps.weight",
+        "blk.5.ffn_down_exps.weight",
+        "blk.11.ffn_up.weight",
+    ]
     caught = recipe.matches(names, n_layer=12)
     flat = {name: pattern for pattern, hits in caught.items() for name in hits}
     assert flat["output.weight"] == r"^output\.weight$"
@@ -68,8 +74,9 @@ def test_xl_recipe_rules_are_valid_and_first_match_wins() -> None:
 
 
 def test_dry_run_sizes_every_type_of_the_catalogue(tiny_model) -> None:
-    result = run_job("dry_quantize_many", model=str(tiny_model),
-                     targets=list(QUANT_TYPES) + list(RECIPES))
+    result = run_job(
+        "dry_quantize_many", model=str(tiny_model), targets=list(QUANT_TYPES) + list(RECIPES)
+    )
     assert result["errors"] == {}
     sizes = result["results"]
     for name, sized in sizes.items():

@@ -26,8 +26,13 @@ def test_window_opens_with_every_page_and_navigates(qtbot) -> None:
 
 def test_smoke_test_flag_exits_zero(quantlens_home) -> None:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QUANTLENS_HOME=str(quantlens_home))
-    proc = subprocess.run([sys.executable, "-m", "qtapp", "--smoke-test"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qtapp", "--smoke-test"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "window shown" in proc.stdout
     assert (quantlens_home / "logs" / "quantlens.log").exists()

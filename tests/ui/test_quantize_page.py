@@ -75,7 +75,9 @@ def test_queue_two_jobs_cancel_the_first_mid_write(
     pid = page._runners[id(first)].job.pid
     t0 = time.monotonic()
     page.cancel_row(first)
-    assert time.monotonic() - t0 < 0.05  # the click returns at once: the kill runs off the GUI thread
+    assert (
+        time.monotonic() - t0 < 0.05
+    )  # the click returns at once: the kill runs off the GUI thread
 
     def child_gone() -> bool:
         try:

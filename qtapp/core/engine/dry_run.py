@@ -44,18 +44,28 @@ def parse_tensor_line(line: str) -> dict[str, Any] | None:
     _, total, name, shape_text, src_type, _conv, _size, _new, new_type = match.groups()
     shape = [int(x) for x in shape_text.split(",") if x.strip()]
     dst = (new_type or src_type).upper()
-    return {"name": name, "shape": shape, "src_type": src_type.upper(), "type": dst,
-            "bytes": tensor_bytes(dst, shape), "of": int(total)}
+    return {
+        "name": name,
+        "shape": shape,
+        "src_type": src_type.upper(),
+        "type": dst,
+        "bytes": tensor_bytes(dst, shape),
+        "of": int(total),
+    }
 
 
 def dry_quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
     """params: model, target, and the optional QuantRequest fields; user_recipes as dicts."""
     model = str(params["model"])
     recipes = {r["name"]: Recipe.from_dict(r) for r in params.get("user_recipes", [])}
-    fields = {k: v for k, v in params.items()
-              if k in QuantRequest.__dataclass_fields__ and k not in ("user_recipes",)}
-    request = QuantRequest(**{k: v for k, v in fields.items() if k != "model"},
-                           user_recipes=recipes)
+    fields = {
+        k: v
+        for k, v in params.items()
+        if k in QuantRequest.__dataclass_fields__ and k not in ("user_recipes",)
+    }
+    request = QuantRequest(
+        **{k: v for k, v in fields.items() if k != "model"}, user_recipes=recipes
+    )
     if not request.n_layer:
         request.n_layer = block_count(model)
     qp = QuantParams(request, dry_run=True)
@@ -80,15 +90,18 @@ def dry_quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
         )
     if code != 0 or not tensors:
         detail = next((e for e in errors if e), "llama.cpp could not read the model")
-        raise QuantLensError(f"Could not size {request.target} for {model}: {detail}",
-                             "Check that the file is a complete GGUF model.")
+        raise QuantLensError(
+            f"Could not size {request.target} for {model}: {detail}",
+            "Check that the file is a complete GGUF model.",
+        )
     return {
         "target": request.target,
         "ftype": qp.ftype_name,
         "rules": qp.rules,
         "tensors": tensors,
         "bytes": sum(t["bytes"] for t in tensors),
-        "needs_imatrix": any("require an imatrix" in e or "requires an importance matrix" in e
-                             for e in errors),
+        "needs_imatrix": any(
+            "require an imatrix" in e or "requires an importance matrix" in e for e in errors
+        ),
         "seconds": time.perf_counter() - t0,
     }

@@ -38,8 +38,9 @@ class QuantRequest:
 class QuantParams:
     """The ctypes params plus every buffer they point to (kept alive together)."""
 
-    def __init__(self, request: QuantRequest, dry_run: bool,
-                 imatrix: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, request: QuantRequest, dry_run: bool, imatrix: dict[str, Any] | None = None
+    ) -> None:
         target = resolve_target(request.target, request.user_recipes)
         rules: list[tuple[str, str]] = list(request.extra_rules)
         if isinstance(target, Recipe):
