@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from qtapp.core.eval_runs import EvalRecorder, eval_params
 from qtapp.core.events import Cancelled, Event, Failed, Finished, Point, Progress
 from qtapp.core.jobs import JobSpec
+from qtapp.core.quants import split_quant_name
 from qtapp.ui.context import AppContext
 from qtapp.ui.eval_controls import EvalControls
 from qtapp.ui.eval_memory_panel import MemoryPanel
@@ -323,7 +324,7 @@ class Page(QWidget):
     def _set_row(self, rv: _RunView, state: str, r: dict[str, Any]) -> None:
         shown = "partial" if r.get("partial") and state != "failed" else state
         cells = [
-            rv.model.name,
+            split_quant_name(rv.model)[1] or rv.model.name,  # the full path is the tooltip
             shown,
             _pm(r, "ppl", 4),
             _pm(r, "kld_mean", 5),
