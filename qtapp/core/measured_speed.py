@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from qtapp.core.quality_order import _finite, _run_type, _same_model
+from qtapp.core.quality_order import _finite, _run_type, _same_model, stored_eval_runs
 from qtapp.core.quants import Recipe
 
 log = logging.getLogger(__name__)
@@ -274,13 +274,8 @@ def _this_machine() -> tuple[str | None, int, int]:
 
 def measured_speeds(model: Any, recipes: Mapping[str, Recipe] | None = None) -> MeasuredSpeeds:
     """Read the results store once; no measurements when it is missing or unreadable."""
-    try:
-        from qtapp.core.results import ResultsStore
-
-        with ResultsStore.open() as store:
-            runs = store.list_runs(kind="eval")
-    except Exception as exc:  # noqa: BLE001 - no store means no measurements, never an error
-        log.info("no measured speeds: %s", exc)
+    runs = stored_eval_runs("measured speeds")
+    if runs is None:
         return MeasuredSpeeds()
     return speeds_from_runs(runs, model, recipes)
 

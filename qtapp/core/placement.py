@@ -302,21 +302,10 @@ def fill_gpus(
     )
 
 
-def moe_upgrade(
-    m: ModelInfo,
-    g: Layered,
-    kv_layer: list[int],
-    cs: ContextSettings,
-    gpus: list[Device],
-    host: Device,
-    pl: Placement,
-    margin: int,
-    exact: ExactFigures | None,
-) -> Placement:
+def moe_upgrade(g: Layered, pl: Placement, uses: list[DeviceUse]) -> Placement:
     """--fit's step 4: with all dense parts on the GPUs, give each GPU the experts of as many of
-    its own blocks as still fit, front to back."""
+    its own blocks as still fit, front to back. ``uses``: :func:`device_uses` of ``pl``."""
     experts_cpu = list(pl.experts_cpu)
-    uses = device_uses(m, g, kv_layer, cs, gpus, host, pl, margin, exact)
     room = [u.budget_bytes - u.total_bytes for u in uses[:-1]]
     for il in range(len(g.layer)):
         d = pl.where[il]

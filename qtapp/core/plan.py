@@ -282,9 +282,7 @@ def plan_row(
                         m, g, kv_layer, cs, inp.gpus, inp.margin, exact, with_experts=False
                     )
                 if dense.n_gpu_layers == full:
-                    pl = moe_upgrade(
-                        m, g, kv_layer, cs, inp.gpus, inp.host, dense, inp.margin, exact
-                    )
+                    pl = moe_upgrade(g, dense, uses_of(dense))
                 elif dense.n_gpu_layers > pl.n_gpu_layers:
                     pl = dense
     uses = uses_of(pl)

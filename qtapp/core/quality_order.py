@@ -193,14 +193,22 @@ def order_from_runs(
     return QualityOrder(recipes=recipes)
 
 
-def measured_order(model: Any, recipes: Mapping[str, Recipe] | None = None) -> QualityOrder:
-    """Read the results store once; the published order when it is missing or unreadable."""
+def stored_eval_runs(what: str) -> list[Any] | None:
+    """Every eval run in the results store; None (logged, naming ``what``) when it is missing
+    or unreadable: no store means no measurements, never an error."""
     try:
         from qtapp.core.results import ResultsStore
 
         with ResultsStore.open() as store:
-            runs = store.list_runs(kind="eval")
-    except Exception as exc:  # noqa: BLE001 - no store means no measurements, never an error
-        log.info("no measured quality order: %s", exc)
+            return store.list_runs(kind="eval")
+    except Exception as exc:  # noqa: BLE001
+        log.info("no %s: %s", what, exc)
+        return None
+
+
+def measured_order(model: Any, recipes: Mapping[str, Recipe] | None = None) -> QualityOrder:
+    """Read the results store once; the published order when it is missing or unreadable."""
+    runs = stored_eval_runs("measured quality order")
+    if runs is None:
         return QualityOrder(recipes=dict(recipes or {}))
     return order_from_runs(runs, model, recipes)

@@ -62,14 +62,32 @@ def tiny_vocab() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, [int(t) for t in types]
 
 
+def add_tiny_tokenizer(writer: GGUFWriter, n_vocab: int | None = None) -> None:
+    """Write the tiny SPM tokenizer's metadata, padded with unused tokens up to ``n_vocab``."""
+    tokens, scores, types = tiny_vocab()
+    if n_vocab is not None and n_vocab > len(tokens):
+        extra = n_vocab - len(tokens)
+        tokens = tokens + [f"<unused{i}>" for i in range(extra)]
+        scores = scores + [0.0] * extra
+        types = types + [int(TokenType.UNUSED)] * extra
+    writer.add_tokenizer_model("llama")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+    writer.add_add_bos_token(True)
+
+
 def write_tiny_llama(path: str | Path, spec: TinySpec | None = None) -> Path:
     """Write a llama-architecture GGUF with grouped-query attention and random weights."""
     spec = spec or TinySpec()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
-    tokens, scores, types = tiny_vocab()
-    n_vocab = len(tokens)
+    n_vocab = len(tiny_vocab()[0])
     head_dim = spec.n_embd // spec.n_head
     dtype = np.float16 if spec.dtype == "f16" else np.float32
 
@@ -85,15 +103,7 @@ def write_tiny_llama(path: str | Path, spec: TinySpec | None = None) -> Path:
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_rope_freq_base(10000.0)
     writer.add_file_type(1 if spec.dtype == "f16" else 0)
-    writer.add_tokenizer_model("llama")
-    writer.add_tokenizer_pre("default")
-    writer.add_token_list(tokens)
-    writer.add_token_scores(scores)
-    writer.add_token_types(types)
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
-    writer.add_unk_token_id(0)
-    writer.add_add_bos_token(True)
+    add_tiny_tokenizer(writer)
     writer.add_add_eos_token(False)
 
     def weight(*shape: int, scale: float = 0.02) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter
 
-from qtapp.core.synth import tiny_vocab
+from qtapp.core.synth import add_tiny_tokenizer, tiny_vocab
 
 F32 = GGMLQuantizationType.F32
 F16 = GGMLQuantizationType.F16
@@ -46,21 +46,7 @@ def write_header_only(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = GGUFWriter(str(path), arch)
-    tokens, scores, types = tiny_vocab()
-    if n_vocab is not None and n_vocab > len(tokens):
-        extra = n_vocab - len(tokens)
-        tokens = tokens + [f"<unused{i}>" for i in range(extra)]
-        scores = scores + [0.0] * extra
-        types = types + [5] * extra  # UNUSED
-    writer.add_tokenizer_model("llama")
-    writer.add_tokenizer_pre("default")
-    writer.add_token_list(tokens)
-    writer.add_token_scores(scores)
-    writer.add_token_types(types)
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
-    writer.add_unk_token_id(0)
-    writer.add_add_bos_token(True)
+    add_tiny_tokenizer(writer, n_vocab)
     add_kv(writer)
     align = writer.data_alignment
     total = 0
@@ -82,6 +68,38 @@ def vocab_size() -> int:
     return len(tiny_vocab()[0])
 
 
+def _add_shape_kv(
+    w: GGUFWriter, name: str, n_ctx: int, n_embd: int, n_layer: int, n_ff: int
+) -> None:
+    w.add_name(name)
+    w.add_context_length(n_ctx)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+
+
+def _add_heads_kv(w: GGUFWriter, n_head: int, n_head_kv: int, head_dim: int) -> None:
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+
+
+def _attn_proj(
+    p: str, d: int, q: int, kvd: int, dt: GGMLQuantizationType, q_rows: int | None = None
+) -> Tensors:
+    """attn_q/k/v/output of one layer; ``q_rows``: attn_q's width where it carries a gate too."""
+    return [(p + "attn_q.weight", (d, q_rows or q), dt), (p + "attn_k.weight", (d, kvd), dt),
+            (p + "attn_v.weight", (d, kvd), dt), (p + "attn_output.weight", (q, d), dt)]  # fmt: skip
+
+
+def _qk_norms(p: str, head_dim: int) -> Tensors:
+    return [
+        (p + "attn_k_norm.weight", (head_dim,), F32),
+        (p + "attn_q_norm.weight", (head_dim,), F32),
+    ]
+
+
 # -- gemma3: sliding-window attention (5 local layers, then 1 global) ---------------------------
 @dataclass(frozen=True)
 class Gemma3Spec:
@@ -100,15 +118,8 @@ def write_tiny_gemma3(path: str | Path, spec: Gemma3Spec | None = None) -> Path:
     nv = vocab_size()
 
     def kv(w: GGUFWriter) -> None:
-        w.add_name("tiny-gemma3")
-        w.add_context_length(s.n_ctx_train)
-        w.add_embedding_length(s.n_embd)
-        w.add_block_count(s.n_layer)
-        w.add_feed_forward_length(s.n_ff)
-        w.add_head_count(s.n_head)
-        w.add_head_count_kv(s.n_head_kv)
-        w.add_key_length(s.head_dim)
-        w.add_value_length(s.head_dim)
+        _add_shape_kv(w, "tiny-gemma3", s.n_ctx_train, s.n_embd, s.n_layer, s.n_ff)
+        _add_heads_kv(w, s.n_head, s.n_head_kv, s.head_dim)
         w.add_layer_norm_rms_eps(1e-6)
         w.add_rope_freq_base(1e6)
         w.add_sliding_window(s.n_swa)
@@ -121,12 +132,8 @@ def write_tiny_gemma3(path: str | Path, spec: Gemma3Spec | None = None) -> Path:
     q, kvd = s.head_dim * s.n_head, s.head_dim * s.n_head_kv
     for i in range(s.n_layer):
         p = f"blk.{i}."
-        t += [(p + "attn_norm.weight", (s.n_embd,), F32), (p + "attn_q.weight", (s.n_embd, q), F16),
-              (p + "attn_k.weight", (s.n_embd, kvd), F16), (p + "attn_v.weight", (s.n_embd, kvd), F16),
-              (p + "attn_output.weight", (q, s.n_embd), F16),
-              (p + "post_attention_norm.weight", (s.n_embd,), F32),
-              (p + "attn_k_norm.weight", (s.head_dim,), F32),
-              (p + "attn_q_norm.weight", (s.head_dim,), F32),
+        t += [(p + "attn_norm.weight", (s.n_embd,), F32), *_attn_proj(p, s.n_embd, q, kvd, F16),
+              (p + "post_attention_norm.weight", (s.n_embd,), F32), *_qk_norms(p, s.head_dim),
               (p + "ffn_norm.weight", (s.n_embd,), F32),
               (p + "ffn_gate.weight", (s.n_embd, s.n_ff), F16),
               (p + "ffn_up.weight", (s.n_embd, s.n_ff), F16),
@@ -154,16 +161,10 @@ def write_tiny_qwen3moe(path: str | Path, spec: Qwen3MoeSpec | None = None) -> P
     nv = vocab_size()
 
     def kv(w: GGUFWriter) -> None:
-        w.add_name("tiny-qwen3moe")
-        w.add_context_length(s.n_ctx_train)
-        w.add_embedding_length(s.n_embd)
-        w.add_block_count(s.n_layer)
-        w.add_feed_forward_length(s.n_ff_exp * s.n_expert_used)
+        n_ff = s.n_ff_exp * s.n_expert_used
+        _add_shape_kv(w, "tiny-qwen3moe", s.n_ctx_train, s.n_embd, s.n_layer, n_ff)
         w.add_expert_feed_forward_length(s.n_ff_exp)
-        w.add_head_count(s.n_head)
-        w.add_head_count_kv(s.n_head_kv)
-        w.add_key_length(s.head_dim)
-        w.add_value_length(s.head_dim)
+        _add_heads_kv(w, s.n_head, s.n_head_kv, s.head_dim)
         w.add_expert_count(s.n_expert)
         w.add_expert_used_count(s.n_expert_used)
         w.add_layer_norm_rms_eps(1e-6)
@@ -175,12 +176,8 @@ def write_tiny_qwen3moe(path: str | Path, spec: Qwen3MoeSpec | None = None) -> P
                   ("output.weight", (s.n_embd, nv), F16)]  # fmt: skip
     for i in range(s.n_layer):
         p = f"blk.{i}."
-        t += [(p + "attn_norm.weight", (s.n_embd,), F32), (p + "attn_q.weight", (s.n_embd, q), F16),
-              (p + "attn_k.weight", (s.n_embd, kvd), F16), (p + "attn_v.weight", (s.n_embd, kvd), F16),
-              (p + "attn_output.weight", (q, s.n_embd), F16),
-              (p + "attn_k_norm.weight", (s.head_dim,), F32),
-              (p + "attn_q_norm.weight", (s.head_dim,), F32),
-              (p + "ffn_norm.weight", (s.n_embd,), F32),
+        t += [(p + "attn_norm.weight", (s.n_embd,), F32), *_attn_proj(p, s.n_embd, q, kvd, F16),
+              *_qk_norms(p, s.head_dim), (p + "ffn_norm.weight", (s.n_embd,), F32),
               (p + "ffn_gate_inp.weight", (s.n_embd, e), F32),
               (p + "ffn_gate_exps.weight", (s.n_embd, s.n_ff_exp, e), F16),
               (p + "ffn_down_exps.weight", (s.n_ff_exp, s.n_embd, e), F16),
@@ -231,17 +228,10 @@ def write_qwen35moe(path: str | Path, spec: Qwen35MoeSpec | None = None) -> Path
     rot = s.head_dim // 4
 
     def kv(w: GGUFWriter) -> None:
-        w.add_name(s.name)
-        w.add_context_length(s.n_ctx_train)
-        w.add_embedding_length(s.n_embd)
-        w.add_block_count(s.n_layer)
-        w.add_feed_forward_length(s.n_ff_exp)
+        _add_shape_kv(w, s.name, s.n_ctx_train, s.n_embd, s.n_layer, s.n_ff_exp)
         w.add_expert_feed_forward_length(s.n_ff_exp)
         w.add_expert_shared_feed_forward_length(s.n_ff_shexp)
-        w.add_head_count(s.n_head)
-        w.add_head_count_kv(s.n_head_kv)
-        w.add_key_length(s.head_dim)
-        w.add_value_length(s.head_dim)
+        _add_heads_kv(w, s.n_head, s.n_head_kv, s.head_dim)
         w.add_rope_dimension_count(rot)
         w.add_rope_dimension_sections(_sections(rot))
         w.add_expert_count(s.n_expert)
@@ -275,8 +265,7 @@ def write_qwen35moe(path: str | Path, spec: Qwen35MoeSpec | None = None) -> Path
         else:
             q = s.head_dim * s.n_head
             kvd = s.head_dim * s.n_head_kv
-            t += [(p + "attn_q.weight", (d, q * 2), dt), (p + "attn_k.weight", (d, kvd), dt),
-                  (p + "attn_v.weight", (d, kvd), dt), (p + "attn_output.weight", (q, d), dt),
+            t += [*_attn_proj(p, d, q, kvd, dt, q_rows=q * 2),
                   (p + "attn_q_norm.weight", (s.head_dim,), F32),
                   (p + "attn_k_norm.weight", (s.head_dim,), F32)]  # fmt: skip
         t += [(p + "ffn_gate_inp.weight", (d, e), F32),

@@ -54,8 +54,15 @@ def parse_tensor_line(line: str) -> dict[str, Any] | None:
     }
 
 
-def dry_quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
-    """params: model, target, and the optional QuantRequest fields; user_recipes as dicts."""
+def dry_quantize(
+    params: dict[str, Any], emit: Any, imatrix: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """params: model, target, and the optional QuantRequest fields; user_recipes as dicts.
+
+    ``imatrix`` (the quantize handler passes it) makes the dry run choose tensor types as the
+    real run will: llama.cpp picks some differently with an importance matrix (IQ3_XXS's
+    attn_v, the first ffn_down layers of IQ4_*).
+    """
     model = str(params["model"])
     recipes = {r["name"]: Recipe.from_dict(r) for r in params.get("user_recipes", [])}
     fields = {
@@ -68,7 +75,7 @@ def dry_quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
     )
     if not request.n_layer:
         request.n_layer = block_count(model)
-    qp = QuantParams(request, dry_run=True)
+    qp = QuantParams(request, dry_run=True, imatrix=imatrix)
     tensors: list[dict[str, Any]] = []
     errors: list[str] = []
 
@@ -100,8 +107,7 @@ def dry_quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
         "rules": qp.rules,
         "tensors": tensors,
         "bytes": sum(t["bytes"] for t in tensors),
-        "needs_imatrix": any(
-            "require an imatrix" in e or "requires an importance matrix" in e for e in errors
-        ),
+        "needs_imatrix": imatrix is None
+        and any("require an imatrix" in e or "requires an importance matrix" in e for e in errors),
         "seconds": time.perf_counter() - t0,
     }

@@ -20,7 +20,7 @@ from typing import Any
 
 import llama_cpp
 
-from qtapp.core.engine.dry_run import dry_quantize, parse_tensor_line
+from qtapp.core.engine.dry_run import dry_quantize
 from qtapp.core.engine.llama_log import LlamaLog
 from qtapp.core.engine.qparams import QuantParams, QuantRequest
 from qtapp.core.engine.quant_progress import ProgressTracker, failure_message
@@ -82,47 +82,9 @@ def _request_fields(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k in keys}
 
 
-def _dry_run_with_imatrix(params: dict[str, Any], imatrix: dict[str, Any]) -> dict[str, Any]:
-    """The dry run with the importance matrix passed, as the real run will have it.
-
-    llama.cpp picks some tensor types differently when it has an imatrix (IQ3_XXS's attn_v,
-    the first ffn_down layers of IQ4_*), so sizes must come from a dry run that has it too.
-    """
-    recipes = {r["name"]: Recipe.from_dict(r) for r in params.get("user_recipes", [])}
-    request = QuantRequest(**_request_fields(params), user_recipes=recipes)
-    qp = QuantParams(request, dry_run=True, imatrix=imatrix)
-    tensors: list[dict[str, Any]] = []
-    errors: list[str] = []
-
-    def on_line(level: int, line: str) -> None:
-        row = parse_tensor_line(line)
-        if row is not None:
-            tensors.append(row)
-        elif level >= 3 or "error" in line.lower():
-            errors.append(line.strip())
-
-    with LlamaLog(on_line):
-        code = llama_cpp.llama_model_quantize(
-            str(params["model"]).encode(), b"/dev/null", qp.pointer()
-        )
-    if code != 0 or not tensors:
-        detail = next((e for e in errors if e), "llama.cpp could not read the model")
-        raise QuantLensError(f"Could not size {request.target}: {detail}")
-    return {
-        "target": request.target,
-        "ftype": qp.ftype_name,
-        "rules": qp.rules,
-        "tensors": tensors,
-        "bytes": sum(t["bytes"] for t in tensors),
-        "needs_imatrix": False,
-    }
-
-
 def _dry_run(params: dict[str, Any], imatrix: dict[str, Any] | None = None) -> dict[str, Any]:
     try:
-        if imatrix:
-            return _dry_run_with_imatrix(params, imatrix)
-        return dry_quantize(params, lambda _ev: None)
+        return dry_quantize(params, lambda _ev: None, imatrix or None)
     except QuantLensError as exc:
         if "file bounds" in exc.message or "corrupted" in exc.message:
             detail = exc.message.split("failed to quantize:", 1)[-1].strip()

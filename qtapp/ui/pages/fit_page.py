@@ -12,70 +12,36 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from qtapp.core import fit_exact
 from qtapp.core.devices import host_device
-from qtapp.core.events import Failed, Finished, Progress
-from qtapp.core.jobs import JobSpec
-from qtapp.core.kv_model import ContextSettings
 from qtapp.core.measured_speed import MeasuredSpeeds, measured_speeds, speed_caption
 from qtapp.core.model import ModelInfo, read_model
-from qtapp.core.plan import Plan, PlanInputs, PlanRow, Weights, make_plan, targets_for
+from qtapp.core.plan import Plan, PlanInputs, PlanRow, make_plan, targets_for
 from qtapp.core.quality_order import METRIC_NAMES, QualityOrder, measured_order
 from qtapp.core.quants import Recipe
 from qtapp.ui.background import BackgroundCall
 from qtapp.ui.banner import Banner
 from qtapp.ui.context import AppContext
 from qtapp.ui.device_bars import DeviceBars
+from qtapp.ui.elided_label import ElidedLabel
 from qtapp.ui.fit_controls import FitControls
+from qtapp.ui.fit_exact_jobs import ExactFigureJobs
 from qtapp.ui.fit_table import MEASURED_MARK, FitTable
 from qtapp.ui.model_card import ModelCard, human_bytes
-from qtapp.ui.workers import JobRunner
 
 log = logging.getLogger(__name__)
-EXACT_DELAY_MS = 350
-CAPTION = "Memory in GiB per device: weights + KV cache + compute + CUDA overhead. ★ recommended."  # settle time before asking llama.cpp for a settings change
-
-
-class ElidedLabel(QLabel):
-    """A one-line label that shortens its text in the middle ("…") instead of widening the
-    window (a QLabel's minimum width is its whole text)."""
-
-    def __init__(self, text: str = "") -> None:
-        super().__init__()
-        self._full = ""
-        self.setMinimumWidth(120)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.setText(text)
-
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
-        self._full = text
-        self._elide()
-
-    def full_text(self) -> str:
-        return self._full
-
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        shown = self.fontMetrics().elidedText(
-            self._full, Qt.TextElideMode.ElideMiddle, max(self.width(), 40)
-        )
-        super().setText(shown)
+EXACT_DELAY_MS = 350  # settle time before asking llama.cpp for a settings change
+CAPTION = "Memory in GiB per device: weights + KV cache + compute + CUDA overhead. ★ recommended."
 
 
 class Page(QWidget):
@@ -88,21 +54,19 @@ class Page(QWidget):
         self.model: ModelInfo | None = None
         self.plan: Plan | None = None
         self.host = host_device(ctx.hardware)
-        self.weights: dict[str, Weights] = {}
-        self.exact: dict[ContextSettings, fit_exact.ExactFigures] = {}
         self.recipes: dict[str, Recipe] = {}  # the user's saved recipes, read at model open
         self.quality = QualityOrder()  # measured order from the results store, read at open
         self.speeds = MeasuredSpeeds()  # measured tokens/s from the results store, read at open
-        self._weights_job: JobRunner | None = None
-        self._memory_job: JobRunner | None = None
-        self._memory_for: ContextSettings | None = None
         self._loader: BackgroundCall | None = None
         self.last_plan_ms = 0.0
         self._build()
         self._replan_timer = QTimer(self, singleShot=True, interval=0)
         self._replan_timer.timeout.connect(self.replan)
+        self.figures = ExactFigureJobs(self.controls.settings, self)
+        self.figures.updated.connect(self._replan_timer.start)
+        self.figures.status.connect(self.exact_label.setText)
         self._exact_timer = QTimer(self, singleShot=True, interval=EXACT_DELAY_MS)
-        self._exact_timer.timeout.connect(self._request_memory)
+        self._exact_timer.timeout.connect(self.figures.request_memory)
         self.controls.changed.connect(self._on_settings)
         ctx.model_changed.connect(self.open_model)
         ctx.hardware_changed.connect(self._on_hardware)
@@ -191,7 +155,7 @@ class Page(QWidget):
     def open_model(self, path: object) -> None:
         path = Path(str(path))
         self.path_label.setText(f"Reading {path.name}…")
-        self._cancel_jobs()
+        self.figures.cancel()
         call = BackgroundCall(lambda _c: _read_for_plan(path), "fit-read", self)
         call.finished.connect(self._on_model_read)
         call.failed.connect(self._on_model_failed)
@@ -210,8 +174,6 @@ class Page(QWidget):
             m, self.recipes, self.quality, self.speeds = got, {}, QualityOrder(), MeasuredSpeeds()
         assert isinstance(m, ModelInfo)
         self.model = m
-        self.weights = {}
-        self.exact = {}
         self.path_label.setText(str(m.path))
         self.path_label.setToolTip(str(m.path))
         self.card.set_model(m)
@@ -219,13 +181,10 @@ class Page(QWidget):
         self.controls.blockSignals(True)
         self.controls.set_context(min(m.n_ctx_train or 4096, 8192))
         self.controls.blockSignals(False)
-        for t in self._targets():
-            hit = fit_exact.cached_weights(m, t, self.recipes.get(t))
-            if hit is not None:
-                self.weights[t] = hit
+        self.figures.open(m, self.recipes, self._targets())
         self.replan()
         self._request_weights()
-        self._request_memory()
+        self.figures.request_memory()
 
     def _on_hardware(self, report: Any) -> None:
         self.host = host_device(report)
@@ -245,8 +204,8 @@ class Page(QWidget):
             self.controls.gpus(),
             self.controls.host(self.host),
             margin=self.controls.margin_bytes(),
-            weights=self.weights,
-            exact=self.exact,
+            weights=self.figures.weights,
+            exact=self.figures.exact,
             quality=self.quality,
             recipes=self.recipes,
             speeds=self.speeds,
@@ -309,90 +268,22 @@ class Page(QWidget):
 
     # -- exact figures ---------------------------------------------------------------------------
     def _request_weights(self) -> None:
-        m = self.model
-        if m is None or self._weights_job is not None:
-            return
-        missing = [t for t in self._targets() if t not in self.weights]
-        if not missing:
-            return
-        spec = JobSpec(
-            "dry_quantize_many",
-            {
-                "model": str(m.path),
-                "targets": missing,
-                "allow_requantize": True,
-                "n_layer": m.n_layer,
-                "user_recipes": [self.recipes[t].to_dict() for t in missing if t in self.recipes],
-            },
-        )
-        runner = JobRunner(spec, self)
-        runner.event.connect(self._on_weights_event)
-        runner.done.connect(lambda ev, mm=m: self._on_weights_done(mm, ev))
-        self._weights_job = runner
-        runner.start()
-        self._update_exact_label()
-
-    def _on_weights_event(self, ev: object) -> None:
-        if isinstance(ev, Progress):
-            self.exact_label.setText(f"Sizing with llama.cpp… {ev.fraction:.0%} ({ev.message})")
-
-    def _on_weights_done(self, m: ModelInfo, ev: object) -> None:
-        self._weights_job = None
-        if m is not self.model:
-            return
-        if isinstance(ev, Finished):
-            for t, r in ev.result.get("results", {}).items():
-                self.weights[t] = fit_exact.store_weights(m, t, r, self.recipes.get(t))
-            self._replan_timer.start()
-        elif isinstance(ev, Failed):
-            log.warning("exact weights failed: %s", ev.message)
-            self.exact_label.setText(f"llama.cpp could not size the targets: {ev.message}")
-
-    def _request_memory(self) -> None:
-        m = self.model
-        if m is None:
-            return
-        cs = self.controls.settings()
-        if cs in self.exact:
-            return
-        hit = fit_exact.cached_memory(m, cs)
-        if hit is not None:
-            self.exact[cs] = hit
-            self._replan_timer.start()
-            return
-        if self._memory_job is not None:
-            return  # re-asked when this one finishes
-        runner = JobRunner(JobSpec("dry_load", fit_exact.memory_params(m, cs)), self)
-        runner.done.connect(lambda ev, mm=m, c=cs: self._on_memory_done(mm, c, ev))
-        self._memory_job = runner
-        self._memory_for = cs
-        runner.start()
-
-    def _on_memory_done(self, m: ModelInfo, cs: ContextSettings, ev: object) -> None:
-        self._memory_job = None
-        if m is not self.model:
-            return
-        if isinstance(ev, Finished):
-            self.exact[cs] = fit_exact.store_memory(m, cs, ev.result)
-            self._replan_timer.start()
-        elif isinstance(ev, Failed):
-            log.warning("exact KV/compute failed: %s", ev.message)
-        if self.controls.settings() != cs:
-            self._request_memory()
+        if self.model is not None and self.figures.request_weights(self._targets()):
+            self._update_exact_label()
 
     def _update_exact_label(self) -> None:
         if self.model is None or self.plan is None:
             return
         n_exact = sum(1 for r in self.plan.rows if r.weights_exact)
-        mem = "exact" if self.controls.settings() in self.exact else "estimated"
-        busy = " · llama.cpp is sizing the rest…" if self._weights_job is not None else ""
+        mem = "exact" if self.controls.settings() in self.figures.exact else "estimated"
+        busy = " · llama.cpp is sizing the rest…" if self.figures.sizing_weights else ""
         self.exact_label.setText(
             f"Weights exact for {n_exact} of {len(self.plan.rows)} rows; KV and compute {mem}"
             f"{busy}."
         )
 
     def is_busy(self) -> bool:
-        return self._weights_job is not None or self._memory_job is not None
+        return self.figures.is_busy()
 
     # -- actions ----------------------------------------------------------------------------------
     def quantize_selected(self) -> None:
@@ -408,17 +299,10 @@ class Page(QWidget):
             page.queue_from_fit(self.model.path, types)
         self.ctx.status.emit(f"Queued {', '.join(types)} for quantization." if types else "")
 
-    def _cancel_jobs(self) -> None:
-        for runner in (self._weights_job, self._memory_job):
-            if runner is not None:
-                runner.cancel()
-                runner.wait()
-        self._weights_job = self._memory_job = None
-
     def shutdown(self) -> None:
         self._replan_timer.stop()
         self._exact_timer.stop()
-        self._cancel_jobs()
+        self.figures.cancel()
         if self._loader is not None:
             self._loader.wait()
 
