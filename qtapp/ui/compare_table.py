@@ -16,7 +16,20 @@ from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from qtapp.core.comparison import CompareRow
+from qtapp.core.glossary import explain
 from qtapp.core.report import cell
+
+#: compare columns -> glossary terms
+_GLOSSARY = {
+    "bpw": "bpw",
+    "ppl": "ppl",
+    "dppl_pct": "ppl",
+    "kld_mean": "kld",
+    "kld_p99": "kld",
+    "same_top_pct": "same_top",
+    "pp_tps": "pp",
+    "tg_tps": "tg",
+}
 
 #: (field, heading, format, tooltip)
 TABLE_COLUMNS: list[tuple[str, str, str, str]] = [
@@ -84,7 +97,9 @@ class CompareTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return TABLE_COLUMNS[section][1]
         if role == Qt.ItemDataRole.ToolTipRole:
-            return TABLE_COLUMNS[section][3]
+            key, _heading, _fmt, tip = TABLE_COLUMNS[section]
+            plain = explain(_GLOSSARY.get(key, ""))  # the plain-words meaning, then the detail
+            return f"{plain}\n\n{tip}" if plain else tip
         return None
 
     def data(

@@ -8,6 +8,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
+from qtapp.core.glossary import explain, explain_quant
 from qtapp.core.measured_speed import speed_text, speed_tooltip
 from qtapp.core.plan import Plan, PlanRow
 from qtapp.core.quality_order import METRIC_NAMES
@@ -131,16 +132,27 @@ class FitTableModel(QAbstractTableModel):
             return self._headers[section]
         if role == Qt.ItemDataRole.ToolTipRole:
             name = self._headers[section]
+            glossary = {
+                "bpw": "bpw",
+                "KV": "kv_cache",
+                "Compute": "compute_buffer",
+                "Layers": "offload",
+                "pp t/s": "pp",
+                "tg t/s": "tg",
+            }
+            plain = explain(glossary[name]) + "\n\n" if name in glossary else ""
             if name.endswith("t/s"):
-                return (
+                return plain + (
                     "Tokens/s: plain = measured on this hardware (Evaluate with speed); "
                     "~ = predicted, calibrated by your measurements of other types; "
                     "* = predicted (memory bandwidth / compute model)."
                 )
             if name in ("Weights", "KV", "Compute") or name in self.devices:
-                return f"{name}, GiB (hover a device cell for its breakdown)"
+                return plain + f"{name}, GiB (hover a device cell for its breakdown)"
             if name == "Layers":
-                return "Layers on the GPUs (n_gpu_layers; the output layer counts as one)"
+                return plain + "Layers on the GPUs (n_gpu_layers; the output layer counts as one)"
+            if plain:
+                return plain.strip()
             if name == "Figures":
                 return (
                     "exact: llama.cpp's own sizes (weights from its dry-run quantization, KV"
@@ -219,6 +231,8 @@ class FitTableModel(QAbstractTableModel):
 
     def _type_tooltip(self, row: PlanRow) -> str | None:
         lines = ["The file as it is" if row.type == "current" else row.type]
+        if row.type != "current" and explain_quant(row.type):
+            lines.append(explain_quant(row.type))
         if row.needs_imatrix:
             lines.append("llama.cpp needs an importance matrix (imatrix) for this type.")
         if row.user_recipe:

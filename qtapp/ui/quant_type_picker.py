@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QWidget
 
+from qtapp.core.glossary import explain_quant
 from qtapp.core.quants import QUANT_TYPES, RECIPES, QuantType, Recipe, quality_rank
 
 _FAMILIES = [
@@ -120,7 +121,8 @@ class QuantTypePicker(QTreeWidget):
         lines = [
             f"<b>{qtype.name}</b> (llama_ftype {qtype.ftype}, about {qtype.bpw:.2f} bits "
             f"per weight)",
-            qtype.note,
+            explain_quant(qtype.name),
+            f"llama.cpp: {qtype.note}",
         ]
         if qtype.needs_imatrix:
             lines.append("Needs an importance matrix: choose an imatrix file below.")

@@ -69,3 +69,24 @@ def test_a_file_opened_from_the_desktop_opens_in_the_window(qtbot, tiny_model) -
     finally:
         QApplication.instance().removeEventFilter(opener.filter)
         window.close()
+
+
+def test_tables_explain_quant_types_and_metrics_in_plain_words(qtbot) -> None:
+    from PySide6.QtCore import Qt
+
+    from qtapp.core.glossary import explain, explain_quant
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    evaluate = window.pages["evaluate"]
+    assert evaluate.table.horizontalHeaderItem(2).toolTip() == explain("ppl")
+    compare = window.pages["compare"]
+    model = compare.table.model()
+    headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
+    tip = model.headerData(
+        headers.index("Mean KLD"), Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole
+    )
+    assert tip.startswith(explain("kld"))
+    picker = window.pages["quantize"].picker
+    assert explain_quant("Q4_K_M") in picker._items["Q4_K_M"].toolTip(0)
+    window.close()

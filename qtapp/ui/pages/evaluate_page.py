@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from qtapp.core.eval_runs import EvalRecorder, eval_params
 from qtapp.core.events import Cancelled, Event, Failed, Finished, Point, Progress
+from qtapp.core.glossary import explain
 from qtapp.core.jobs import JobSpec
 from qtapp.core.quants import split_quant_name
 from qtapp.ui.context import AppContext
@@ -118,6 +119,9 @@ class Page(QWidget):
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for col, term in enumerate([None, None, "ppl", "kld", "kld", "same_top", "pp", "tg"]):
+            if term:
+                self.table.horizontalHeaderItem(col).setToolTip(explain(term))
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         header = self.table.horizontalHeader()
