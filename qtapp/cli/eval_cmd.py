@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qtapp.core.errors import QuantLensError
+from qtapp.core.eval_checks import check_eval_inputs
 from qtapp.core.eval_runs import EvalRecorder, eval_params
 from qtapp.core.events import Cancelled, Failed, Finished, Point, Progress
 from qtapp.core.jobs import Job, JobSpec
@@ -58,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--base", type=Path, help="reference model for KL divergence (F16/BF16)")
     parser.add_argument("--text", type=Path, help="evaluation text (default: the bundled text)")
     parser.add_argument("--ctx", type=int, default=512, help="context per chunk (default 512)")
-    parser.add_argument("--chunks", type=int, default=0, help="chunks to evaluate (default all)")
+    parser.add_argument("--chunks", type=int, default=None, help="chunks to evaluate (default all)")
     parser.add_argument("--speed", action="store_true", help="also measure pp512 and tg128")
     parser.add_argument("--reps", type=int, default=5, help="speed repetitions (default 5)")
     parser.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
@@ -123,13 +125,32 @@ def _final_text(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _error(message: str, hint: str = "") -> None:
+    """One line on stderr: what is wrong and what to do."""
+    print(f"error: {message} {hint}".rstrip(), file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        check_eval_inputs(
+            args.model,
+            args.base,
+            args.text,
+            args.ctx,
+            args.chunks,
+            args.reps if args.speed else 1,
+            args.threads,
+            args.n_gpu_layers,
+        )
+    except QuantLensError as exc:
+        _error(exc.message, exc.hint)
+        return 2
     params = eval_params(
         args.model,
         args.base,
         args.text,
         args.ctx,
-        args.chunks or None,
+        args.chunks,
         args.speed,
         args.threads or None,
         args.n_gpu_layers,
@@ -172,9 +193,7 @@ def run(args: argparse.Namespace) -> int:
         rec.finish()
     result = rec.result
     if isinstance(terminal, Failed) and not rec.series.get("ppl"):
-        print(f"error: {terminal.message}", file=sys.stderr)
-        if terminal.hint:
-            print(terminal.hint, file=sys.stderr)
+        _error(terminal.message, terminal.hint)
         return 1
     final = {k: result[k] for k in FINAL_KEYS if k in result}
     if args.json:
@@ -183,6 +202,6 @@ def run(args: argparse.Namespace) -> int:
         for line in _final_text(result):
             print(line, file=out)
     if isinstance(terminal, Failed):
-        print(f"error: {terminal.message}", file=sys.stderr)
+        _error(terminal.message)
         return 1
     return 130 if result.get("partial") else 0

@@ -6,7 +6,14 @@ import argparse
 import json
 import sys
 
-from qtapp.core.devices import MIB, Device, host_device, parse_gpu_spec, probe_devices
+from qtapp.core.devices import (
+    MIB,
+    Device,
+    host_device,
+    parse_gpu_spec,
+    parse_memory_size,
+    probe_devices,
+)
 from qtapp.core.errors import QuantLensError
 from qtapp.core.kv_model import KV_TYPES, ContextSettings
 from qtapp.core.measured_speed import measured_speeds, speed_caption, speed_text
@@ -88,18 +95,27 @@ def _targets(text: str | None, inp: PlanInputs) -> list[str]:
                 f"Known: {', '.join([*QUANT_TYPES, *RECIPES, *inp.recipes])}.",
             )
         out.append(match)
+    if not out:
+        raise QuantLensError(f"--types {text!r} names no type.", "Write it like Q4_K_M,Q8_0.")
     return out
 
 
 def build_inputs(args: argparse.Namespace) -> tuple[PlanInputs, list[str]]:
-    model = read_model(args.model)
     cs = ContextSettings(
         n_ctx=args.ctx, type_k=args.kv, type_v=args.kv, n_batch=args.batch, n_ubatch=args.ubatch
     )
+    cs.validate()
+    if args.ngl is not None and args.ngl < -1:
+        raise QuantLensError(
+            f"--ngl {args.ngl} is out of range.", "Use -1 (all layers) or 0 and up."
+        )
+    if args.margin < 0:
+        raise QuantLensError(f"--margin {args.margin} is negative.", "Use 0 MiB or more.")
+    model = read_model(args.model)
     gpus = parse_gpu_spec(args.gpus) if args.gpus else probe_devices()
     host = host_device()
     if args.ram:
-        ram = parse_gpu_spec(args.ram)[0].total_bytes
+        ram = parse_memory_size(args.ram, "host RAM (--ram)")
         host = Device("CPU", ram, ram, host.bandwidth, False, "what-if host RAM")
     recipes = _user_recipes()
     inp = PlanInputs(model, cs, gpus, host, margin=args.margin * MIB, ngl=args.ngl, recipes=recipes)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from qtapp.core.errors import QuantLensError
 from qtapp.core.events import Event, Failed, Finished, Progress
 from qtapp.core.quantize_jobs import QuantizeOptions, quantize_spec, record_result, run_quantize
 
@@ -114,7 +115,9 @@ def _parse_rules(items: list[str]) -> list[tuple[str, str]]:
     for item in items:
         pattern, sep, type_name = item.rpartition("=")
         if not sep or not pattern or not type_name:
-            raise SystemExit(f"quantize: --tensor-type needs REGEX=TYPE, got {item!r}")
+            raise QuantLensError(
+                f"--tensor-type needs REGEX=TYPE, got {item!r}.", "Write it like attn_v=Q8_0."
+            )
         rules.append((pattern.lower(), type_name.upper()))
     return rules
 
@@ -132,6 +135,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"quantize: {exc}", file=sys.stderr)
             return 2
         targets.append(resolved.name)
+    try:
+        options = _options(args, user)
+    except QuantLensError as exc:
+        print(f"quantize: {exc}", file=sys.stderr)
+        return 2
+    return _run_targets(args, targets, options)
+
+
+def _options(args: argparse.Namespace, user: dict[str, Any]) -> QuantizeOptions:
     options = QuantizeOptions(
         out_dir=str(args.out) if args.out else None,
         allow_requantize=args.requantize,
@@ -146,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
         extra_rules=_parse_rules(args.tensor_type),
         user_recipes=[r.to_dict() for r in user.values()],
     )
+    options.validate()
+    return options
+
+
+def _run_targets(args: argparse.Namespace, targets: list[str], options: QuantizeOptions) -> int:
     failures = 0
     for target in targets:
         spec = quantize_spec(args.model, target, options)

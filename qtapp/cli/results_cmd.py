@@ -96,7 +96,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _edit(store: ResultsStore, args: argparse.Namespace) -> int:
     known = {r.id for r in store.list_runs()}
-    ids = list(args.delete or []) + [int(x[0]) for x in (args.rename, args.note) if x]
+    try:
+        ids = list(args.delete or []) + [int(x[0]) for x in (args.rename, args.note) if x]
+    except ValueError:
+        print(
+            "quantlens results: a run ID is a number; `quantlens results` lists them",
+            file=sys.stderr,
+        )
+        return 2
     missing = [i for i in ids if i not in known]
     if missing:
         print(

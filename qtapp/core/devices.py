@@ -24,7 +24,7 @@ DEFAULT_GPU_BANDWIDTH = 1.0e12
 DEFAULT_HOST_BANDWIDTH = 40e9  # dual-channel DDR5, for CPU layers when nothing better is known
 
 _SPEC = re.compile(
-    r"^\s*(?:(\d+)\s*[x\u00d7*]\s*)?(\d+(?:\.\d+)?)\s*(gib|gb|g|mib|mb|m|tib|tb)?\s*$", re.I
+    r"^\s*(?:(\d+)\s*[x\u00d7*]\s*)?(\d+(?:\.\d+)?)\s*(gib|gb|g|mib|mb|m|tib|tb)\s*$", re.I
 )
 
 
@@ -55,6 +55,11 @@ def parse_gpu_spec(spec: str) -> list[Device]:
     devices: list[Device] = []
     for part in [p for p in re.split(r"[,+;]", spec) if p.strip()]:
         m = _SPEC.match(part)
+        if not m and re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", part):
+            raise QuantLensError(
+                f"The GPU spec {part.strip()!r} has no unit (GPUs or GiB?).",
+                f"Write it like {part.strip()}GiB or 2x{part.strip()}GiB.",
+            )
         if not m:
             raise QuantLensError(
                 f"Cannot read the GPU spec {part.strip()!r}.",
@@ -82,6 +87,19 @@ def parse_gpu_spec(spec: str) -> list[Device]:
     if not devices:
         raise QuantLensError("The GPU spec is empty.", "Write it like 2x48GiB.")
     return devices
+
+
+def parse_memory_size(text: str, what: str = "host RAM") -> int:
+    """``"256GiB"`` -> bytes, for one memory size such as the what-if host RAM."""
+    m = _SPEC.match(text or "")
+    if not m or m[1]:
+        raise QuantLensError(
+            f"Cannot read the {what} size {text!r}.", "Write it like 256GiB or 512MiB."
+        )
+    size = int(float(m[2]) * _unit(m[3]))
+    if size <= 0 or size > 1024 * 1024 * GIB:
+        raise QuantLensError(f"The {what} size {text!r} is out of range.", "Use 1 MiB to 1 PiB.")
+    return size
 
 
 def devices_from_report(report: Any, use: list[int] | None = None) -> list[Device]:

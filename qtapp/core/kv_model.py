@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from qtapp.core.errors import QuantLensError
 from qtapp.core.model import ModelInfo
 
+#: llama.cpp's n_ctx is a uint32; beyond this no KV cache could be allocated anyway
+MAX_CTX = 2**31 - 1
 KV_TYPES = ("f16", "bf16", "f32", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
 
 
@@ -39,6 +42,27 @@ class ContextSettings:
     n_seq_max: int = 1
     swa_full: bool = False
     flash_attn: str = "auto"  # "auto" | "on" | "off"
+
+    def validate(self) -> None:
+        """Refuse settings llama.cpp cannot run (its context and batch sizes are uint32)."""
+        if not 1 <= self.n_ctx <= MAX_CTX:
+            raise QuantLensError(
+                f"Context {self.n_ctx} is out of range.",
+                f"Use a context (--ctx) from 1 to {MAX_CTX:,} tokens, e.g. 4096.",
+            )
+        for name, value in (
+            ("n_batch (--batch)", self.n_batch),
+            ("n_ubatch (--ubatch)", self.n_ubatch),
+        ):
+            if not 1 <= value <= MAX_CTX:
+                raise QuantLensError(
+                    f"{name} {value} is out of range.", "Use a positive size such as 512 or 2048."
+                )
+        for kind, t in (("K", self.type_k), ("V", self.type_v)):
+            if t.lower() not in KV_TYPES:
+                raise QuantLensError(
+                    f"Unknown KV cache type {t!r} for {kind}.", f"Use one of {', '.join(KV_TYPES)}."
+                )
 
     @property
     def flash_attn_on(self) -> bool:

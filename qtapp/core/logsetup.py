@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 
+from qtapp.core.errors import QuantLensError
 from qtapp.core.paths import app_paths
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -15,15 +16,19 @@ def setup_logging(verbose: bool = False) -> None:
     if any(getattr(h, "_quantlens", False) for h in root.handlers):
         return
     root.setLevel(logging.DEBUG)
-    file_handler = logging.handlers.RotatingFileHandler(
-        app_paths().log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
-    )
-    file_handler.setFormatter(logging.Formatter(_FORMAT))
-    file_handler.setLevel(logging.DEBUG)
-    file_handler._quantlens = True  # type: ignore[attr-defined]
+    try:
+        file_handler: logging.Handler | None = logging.handlers.RotatingFileHandler(
+            app_paths().log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+        )
+    except (OSError, QuantLensError):  # the command that needs the folders says why, once
+        file_handler = None
     console = logging.StreamHandler()
     console.setLevel(logging.DEBUG if verbose else logging.WARNING)
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     console._quantlens = True  # type: ignore[attr-defined]
-    root.addHandler(file_handler)
+    if file_handler is not None:
+        file_handler.setFormatter(logging.Formatter(_FORMAT))
+        file_handler.setLevel(logging.DEBUG)
+        file_handler._quantlens = True  # type: ignore[attr-defined]
+        root.addHandler(file_handler)
     root.addHandler(console)

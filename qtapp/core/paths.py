@@ -60,7 +60,15 @@ def app_paths(create: bool = True) -> AppPaths:
         )
     if create:
         for folder in (paths.config, paths.data, paths.cache, paths.logs, paths.models):
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                from qtapp.core.errors import QuantLensError
+
+                raise QuantLensError(
+                    f"Cannot create QuantLens's folder {folder}: {exc.strerror or exc}.",
+                    f"Point {HOME_ENV} at a writable folder (or unset it), or fix the permissions.",
+                ) from exc
     return paths
 
 

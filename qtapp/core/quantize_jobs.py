@@ -76,8 +76,8 @@ def remove_partials(out: Path, keep_split: bool | None = None) -> list[Path]:
         try:
             path.unlink()
             removed.append(path)
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # nothing was written there (e.g. the output "folder" is a file)
         except OSError as exc:
             log.warning("Could not remove the partial file %s: %s", path, exc)
     return removed
@@ -119,6 +119,38 @@ class QuantizeOptions:
     extra_rules: list[tuple[str, str]] = field(default_factory=list)
     user_recipes: list[dict[str, Any]] = field(default_factory=list)
 
+    def validate(self) -> None:
+        """Refuse option values llama.cpp would reject or misread, before any job starts."""
+        from qtapp.core.quants import ggml_type_id
+
+        named = [
+            ("--output-type", self.output_tensor_type),
+            ("--embd-type", self.token_embedding_type),
+            *((f"--tensor-type {pattern}=", t) for pattern, t in self.extra_rules),
+        ]
+        for flag, type_name in named:
+            if not type_name:
+                continue
+            try:
+                ggml_type_id(type_name)
+            except ValueError:
+                raise QuantLensError(
+                    f"{flag}: unknown tensor type {type_name!r}.",
+                    "Use a ggml type such as Q8_0, Q6_K, Q4_K, F16.",
+                ) from None
+        for pattern, _t in self.extra_rules:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise QuantLensError(
+                    f"--tensor-type: {pattern!r} is not a valid regular expression ({exc}).",
+                    "Write it like attn_v=Q8_0 or 'ffn_down.*=Q6_K'.",
+                ) from None
+        if self.nthread < 0:
+            raise QuantLensError(
+                f"--threads {self.nthread} is negative.", "Use 0 (all cores) or a positive count."
+            )
+
 
 def default_out_dir() -> Path:
     try:
@@ -137,7 +169,7 @@ def quantize_spec(model: str | Path, target: str, options: QuantizeOptions) -> J
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # the child reports the missing folder clearly
-        log.warning("Could not create %s: %s", out_dir, exc)
+        log.debug("Could not create %s: %s", out_dir, exc)
     params: dict[str, Any] = {
         "model": str(model),
         "target": target,

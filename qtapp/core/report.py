@@ -6,6 +6,7 @@ The HTML report is one self-contained file: its charts are inline SVG (see
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -298,7 +299,8 @@ def write_export(path: str | Path, text: str) -> Path:
         part.write_text(text, encoding="utf-8")
         part.replace(target)
     except OSError as exc:
-        part.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. the "folder" is a file: nothing was written
+            part.unlink(missing_ok=True)
         raise QuantLensError(
             f"Could not write {target}: {exc.strerror or exc}.",
             "Choose another folder or free some disk space.",

@@ -27,6 +27,7 @@ from qtapp.core.base_cache import BaseCache
 from qtapp.core.engine.bench_speed import run_speed as _speed
 from qtapp.core.engine.llama_session import Aborted, AbortFlag, LlamaSession
 from qtapp.core.errors import QuantLensError
+from qtapp.core.eval_checks import check_text_bytes
 from qtapp.core.events import Cancelled, Event, Point, Progress
 from qtapp.core.logprobs import BaseRows, encode_base_rows, kld_rows, nll_rows
 from qtapp.core.metrics import KldAccumulator, PplAccumulator
@@ -49,11 +50,15 @@ def read_text(path: str | Path | None) -> str:
     p = Path(path) if path else default_text_path()
     try:
         text = p.read_text(encoding="utf-8", errors="replace")
+        with p.open("rb") as fh:
+            head = fh.read(1 << 20)
     except OSError as exc:
         raise QuantLensError(
             f"Cannot read the evaluation text {p}: {exc.strerror or exc}.",
             "Choose an existing UTF-8 text file.",
         ) from exc
+    if head.strip():
+        check_text_bytes(head, p.name)
     if text.endswith("\n"):
         text = text[:-1]
     if not text.strip():

@@ -43,6 +43,10 @@ _KV_INT, _KV_STR = 0, 3
 
 
 def _check_source(model: Path) -> None:
+    if model.is_dir():
+        raise QuantLensError(
+            f"The source model {model} is a folder, not a file.", "Give the path of a .gguf file."
+        )
     if not model.is_file():
         raise QuantLensError(f"The source model {model} does not exist.", "Pick an existing file.")
     try:
@@ -61,6 +65,10 @@ def _check_source(model: Path) -> None:
 
 def _check_output_dir(out: Path) -> None:
     folder = out.parent
+    if folder.exists() and not folder.is_dir():
+        raise QuantLensError(
+            f"The output folder {folder} is a file, not a folder.", "Choose a folder (--out)."
+        )
     if not folder.is_dir():
         raise QuantLensError(
             f"The output folder {folder} does not exist.", "Create it or choose another folder."
