@@ -115,7 +115,9 @@ class _Chart(pg.PlotWidget):
         else:
             exporter = exporters.ImageExporter(self.plotItem)
             exporter.parameters()["width"] = max(1200, int(self.width() * 2))
-            exporter.export(str(target))
+            # pyqtgraph ignores QImage.save()'s result: a failed write would pass for success
+            if not exporter.export(toBytes=True).save(str(target)):
+                raise OSError(f"nothing was written to {target}")
         return target
 
     def _export_svg(self, target: Path) -> None:

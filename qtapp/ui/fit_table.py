@@ -51,6 +51,14 @@ class FitTableModel(QAbstractTableModel):
         self._left = int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
         self._right = int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight)
 
+    def clear(self) -> None:
+        """No plan: no rows (after a model failed to open, the old one's rows would mislead)."""
+        self.beginResetModel()
+        self.plan, self.rows, self.devices, self.recommended = None, [], [], None
+        self._headers = self.headers()
+        self._texts, self._styles = [], []
+        self.endResetModel()
+
     # columns: Type, bpw, Weights, <device totals>, KV, Compute, Layers, Verdict, pp, tg, Figures
     def headers(self) -> list[str]:
         return (
@@ -329,6 +337,11 @@ class FitTable(QTableView):
             self.select_type(target, keep)
         self._fit_columns(change == "reset")
         self.row_selected.emit(self.current_row())
+
+    def clear(self) -> None:
+        self.model_.clear()
+        self.follow_recommendation = True
+        self.row_selected.emit(None)
 
     def _fit_columns(self, reset: bool) -> None:
         """Widen new columns and those whose widest text grew; all of them after a reset."""

@@ -308,7 +308,9 @@ class LivePlot(QWidget):
         self.redraw()
         exporter = ImageExporter(self.plot.getPlotItem())
         exporter.parameters()["width"] = width
-        exporter.export(str(path))
+        # pyqtgraph ignores QImage.save()'s result: a failed write would pass for success
+        if not exporter.export(toBytes=True).save(str(path)):
+            raise OSError(f"nothing was written to {path}")
         return Path(path)
 
     def export_svg(self, path: str | Path) -> Path:

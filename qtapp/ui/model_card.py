@@ -110,6 +110,11 @@ class ModelCard(QFrame):
         layout.addWidget(self.histogram)
         layout.addStretch(1)
 
+    def clear(self) -> None:
+        for value in self.values.values():
+            value.setText("—")
+        self.histogram.set_histogram({})
+
     def set_model(self, m: ModelInfo) -> None:
         v = self.values
         v["name"].setText(m.name)

@@ -208,13 +208,21 @@ class Page(QWidget):
         self.controls.status.setText("Cancelling…")
 
     def running(self) -> bool:
-        return any(rv.runner is not None and rv.runner.terminal is None for rv in self._runs)
+        # the recorder, not the runner: a queued run dropped by Cancel never gets a terminal event
+        return any(rv.runner is not None and rv.recorder.state == "running" for rv in self._runs)
 
     def shutdown(self) -> None:
-        self.memory.shutdown()
+        """Window closing: drop queued runs (else each would start as the previous one ends),
+        stop the running one and record them all as cancelled before the store threads end."""
         for rv in self._runs:
-            if rv.runner is not None and rv.runner.terminal is None:
+            if rv.runner is None or rv.runner.terminal is not None:
+                continue
+            if rv.runner in self.ctx.jobs.pending():
+                self.ctx.jobs.remove(rv.runner)
+            else:
                 rv.runner.cancel()
+            self._finish(rv, Cancelled())  # its late "done" is then ignored
+        self.memory.shutdown()
         self.wait_stored()
 
     def wait_stored(self) -> None:
@@ -326,7 +334,9 @@ class Page(QWidget):
             self.all_done.emit()
 
     def _set_row(self, rv: _RunView, state: str, r: dict[str, Any]) -> None:
-        shown = "partial" if r.get("partial") and state != "failed" else state
+        # "partial" only for a run that ended with points; a queued run cancelled is "cancelled"
+        ended = state not in ("failed", "cancelled", "running", "queued")
+        shown = "partial" if r.get("partial") and ended else state
         cells = [
             split_quant_name(rv.model)[1] or rv.model.name,  # the full path is the tooltip
             shown,
@@ -356,7 +366,14 @@ class Page(QWidget):
             return
         folder = QFileDialog.getExistingDirectory(self, "Export charts to folder")
         if folder:
-            paths = self.export(folder, fmt)
+            try:
+                paths = self.export(folder, fmt)
+            except OSError as exc:
+                self.controls.status.setText(
+                    f"Could not export the charts to {folder}: {exc}. Choose a folder you can"
+                    " write to."
+                )
+                return
             self.controls.status.setText(f"Exported {len(paths)} charts to {folder}.")
 
     def _on_model_changed(self, path: object) -> None:

@@ -161,13 +161,27 @@ class Page(QWidget):
         call.failed.connect(self._on_model_failed)
         self._loader = call.start()
 
+    def _is_stale(self) -> bool:
+        """A read of a file opened before the latest one: its result must not overwrite it."""
+        sender = self.sender()
+        return isinstance(sender, BackgroundCall) and sender is not self._loader
+
     def _on_model_failed(self, message: str) -> None:
+        if self._is_stale():
+            return
         self.model = None
+        self.plan = None
         self.path_label.setText("No model open.")
+        self.path_label.setToolTip("")
         self.banner.set_message("error", "This file cannot be planned", message)
+        self.card.clear()  # the previous model's figures would read as this file's
+        self.table.clear()
+        self.exact_label.setText("")
         self.quantize_button.setEnabled(False)
 
     def _on_model_read(self, got: object) -> None:
+        if self._is_stale():
+            return
         if isinstance(got, tuple):  # (model, recipes, quality order, speeds) from the reader
             m, self.recipes, self.quality, self.speeds = got
         else:

@@ -214,13 +214,22 @@ class Page(QWidget):
         if requantize:  # consent given by the caller (the demo tour): show it in the form too
             self.options.requantize.setChecked(True)
         options.user_recipes = [r.to_dict() for r in self.user_recipes.values()]
-        specs = [quantize_spec(model_path, t, options) for t in types]
+        wanted = [quantize_spec(model_path, t, options) for t in types]
+        # the same output queued twice would fail later with "already exists": skip it now
+        busy = {Path(r.out_path) for r in self.rows if not r.done}
+        specs, again = [], []
+        for spec in wanted:
+            out = Path(spec.params["out"])
+            (again if out in busy else specs).append(spec)
+            busy.add(out)
+        if again:
+            names = ", ".join(Path(s.params["out"]).name for s in again)
+            self.ctx.status.emit(f"Already queued, not added again: {names}")
         existing = [p for s in specs for p in self._finals(s) if p.exists()]
         overwrite = bool(existing) and self.confirm_overwrite(existing)
-        outputs: list[Path] = []
+        outputs = [Path(s.params["out"]) for s in wanted]
         for spec in specs:
             out = Path(spec.params["out"])
-            outputs.append(out)
             if any(p.exists() for p in self._finals(spec)) and not overwrite:
                 row = self._add_row(spec)
                 row.on_done(

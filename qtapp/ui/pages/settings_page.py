@@ -39,6 +39,12 @@ def open_folder(path: Path) -> bool:
     return QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
 
+def _set_clamped(spin: QSpinBox, value: int) -> None:
+    """A hand-edited settings file may hold any number; QSpinBox.setValue() raises
+    OverflowError past 32 bits, which would stop the window from opening."""
+    spin.setValue(max(spin.minimum(), min(spin.maximum(), int(value))))
+
+
 class Page(QWidget):
     key = "settings"
     title = "Settings"
@@ -211,12 +217,12 @@ class Page(QWidget):
         s = Settings.load()
         self._loading = True
         try:
-            self.threads.setValue(s.threads)
-            self.ctx_size.setValue(s.default_ctx)
+            _set_clamped(self.threads, s.threads)
+            _set_clamped(self.ctx_size, s.default_ctx)
             if self.kv_type.findText(s.kv_type) < 0:
                 self.kv_type.addItem(s.kv_type)
             self.kv_type.setCurrentText(s.kv_type)
-            self.margin.setValue(s.gpu_margin_mib)
+            _set_clamped(self.margin, s.gpu_margin_mib)
             self.output_dir.setText(s.output_dir)
             self.eval_text.setText(s.eval_text or "")
             self.dirs.clear()
