@@ -135,6 +135,7 @@ class EvalRecorder:
         """Wait until the store writes queued so far are done."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+            self._pool = None  # a later write (a finish after a wait) gets a fresh thread
 
     def add(self, event: Event) -> None:
         if isinstance(event, Point):

@@ -115,6 +115,12 @@ class Settings:
         return max(1, count // 2) if count > 4 else count
 
 
+#: the KV cache types the planner and llama.cpp accept here
+KV_TYPES = ("f16", "q8_0", "q4_0")
+#: inclusive bounds of the numeric settings (a hand-edited file may hold anything)
+LIMITS = {"threads": (0, 1024), "default_ctx": (256, 1 << 24), "gpu_margin_mib": (0, 1 << 20)}
+
+
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Keep a value only if it has the right shape; otherwise log and use the default."""
     ok = True
@@ -123,11 +129,14 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     elif isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        low, high = LIMITS.get(name, (0, 1 << 62))
+        ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
     elif isinstance(default, str):
         ok = isinstance(value, str) and bool(value)
         if ok and name == "theme":
             ok = value in THEMES
+        if ok and name == "kv_type":
+            ok = value in KV_TYPES
     elif isinstance(default, list):
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         if ok and name == "recent_models":

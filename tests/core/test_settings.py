@@ -83,3 +83,17 @@ def test_bad_values_fall_back() -> None:
     s = Settings.load()
     assert (s.threads, s.theme, s.default_ctx, s.recent_models) == (0, "system", 4096, [])
     assert s.first_run_done is True
+
+
+def test_out_of_range_or_unknown_values_fall_back_to_defaults() -> None:
+    from qtapp.core.settings import Settings
+
+    loaded = Settings.from_dict(
+        {"threads": 10**12, "default_ctx": 0, "gpu_margin_mib": -5, "kv_type": "evil"}
+    )
+    defaults = Settings()
+    assert loaded.threads == defaults.threads
+    assert loaded.default_ctx == defaults.default_ctx
+    assert loaded.gpu_margin_mib == defaults.gpu_margin_mib
+    assert loaded.kv_type == defaults.kv_type
+    assert Settings.from_dict({"kv_type": "q8_0", "threads": 8}).kv_type == "q8_0"

@@ -67,7 +67,7 @@ def _check_output_dir(out: Path) -> None:
     folder = out.parent
     if folder.exists() and not folder.is_dir():
         raise QuantLensError(
-            f"The output folder {folder} is a file, not a folder.", "Choose a folder (--out)."
+            f"The output folder {folder} is a file, not a folder.", "Choose another output folder."
         )
     if not folder.is_dir():
         raise QuantLensError(
