@@ -22,6 +22,19 @@ def quantlens_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def fresh_logging():
+    """A test that runs the CLI in-process installs QuantLens' log handlers: drop them after it,
+    so later tests neither write into its temporary log folder nor into its closed stderr."""
+    import logging
+
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_quantlens", False)]:
+        root.removeHandler(handler)
+        handler.close()
+
+
+@pytest.fixture(autouse=True)
 def no_dangling_threads():
     """Fail a test that leaves a thread behind (napari's dangling-thread guard)."""
     before = {t.ident for t in threading.enumerate()}

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import sys
 
 from qtapp.core.errors import QuantLensError
 from qtapp.core.paths import app_paths
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now (test runners and GUIs replace it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201 - logging's own attribute
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -22,7 +35,7 @@ def setup_logging(verbose: bool = False) -> None:
         )
     except (OSError, QuantLensError):  # the command that needs the folders says why, once
         file_handler = None
-    console = logging.StreamHandler()
+    console = _StderrHandler()
     console.setLevel(logging.DEBUG if verbose else logging.WARNING)
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     console._quantlens = True  # type: ignore[attr-defined]
