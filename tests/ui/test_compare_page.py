@@ -185,3 +185,20 @@ def test_detected_gpus_set_the_budget_until_a_what_if_is_typed(page: Page) -> No
     page.budget_edit.editingFinished.emit()
     page.ctx.set_hardware(SimpleNamespace(gpus=(SimpleNamespace(free_bytes=8 * GIB),)))
     assert "94.0 GiB usable" in page.budget_note.text()  # the typed budget wins
+
+
+def test_quality_chart_uses_ppl_when_nothing_has_kld(qtbot) -> None:
+    with ResultsStore.open() as store:
+        run = store.begin_run("eval", "/m/tiny-Q4_K_M.gguf", "Q4_K_M")
+        store.finish_run(run, "finished", {"ppl": 12.5, "ppl_err": 0.3, "bytes": 3 * GIB})
+    p = Page(AppContext())
+    qtbot.addWidget(p)
+    p.show()
+    assert p.metric_box.currentData() == "ppl"
+    assert "PPL" in p.quality_chart.plotItem.titleLabel.text
+    with ResultsStore.open() as store:  # a KLD arrives: the chart follows, until the user picks
+        run = store.begin_run("eval", "/m/tiny-Q2_K.gguf", "Q2_K")
+        store.finish_run(run, "finished", {"ppl": 14.0, "kld_mean": 0.2, "bytes": 2 * GIB})
+    p.refresh()
+    assert p.metric_box.currentData() == "kld"
+    p.shutdown()

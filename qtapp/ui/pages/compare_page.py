@@ -171,6 +171,7 @@ class Page(QWidget):
         self.model_box.currentIndexChanged.connect(lambda _i: self.refresh())
         self.kind_box.currentIndexChanged.connect(lambda _i: self.refresh())
         self.metric_box.currentIndexChanged.connect(lambda _i: self._redraw())
+        self.metric_box.activated.connect(lambda _i: setattr(self, "_metric_chosen", True))
         self.budget_edit.editingFinished.connect(self.refresh)
         self.series_box.currentIndexChanged.connect(lambda _i: self._draw_curves())
         self.tabs.currentChanged.connect(self._draw_tab)
@@ -233,6 +234,18 @@ class Page(QWidget):
         if moved:
             self.refresh()
 
+    def _pick_measured_metric(self) -> None:
+        """Until the user picks one, chart mean KLD when any run has it, else PPL if any has it."""
+        if getattr(self, "_metric_chosen", False):
+            return
+        has = {key: any(r.quality(key) is not None for r in self.rows) for key in ("kld", "ppl")}
+        wanted = "kld" if has["kld"] or not has["ppl"] else "ppl"
+        index = self.metric_box.findData(wanted)
+        if index >= 0 and index != self.metric_box.currentIndex():
+            self.metric_box.blockSignals(True)  # refresh() redraws right after
+            self.metric_box.setCurrentIndex(index)
+            self.metric_box.blockSignals(False)
+
     def refresh(self) -> None:
         """Re-read the store and redraw everything (called on ctx.results_changed)."""
         if self.store is None:
@@ -254,6 +267,7 @@ class Page(QWidget):
         self.runs = [r for r in all_runs if r.id in keep]
         self.rows = [r for r in rows if r.run_id in keep]
         self.table.set_rows(self.rows)
+        self._pick_measured_metric()
         n_models = len({r.model for r in self.rows})
         self.summary.setText(
             f"{len(self.rows)} runs of {n_models} model{'' if n_models == 1 else 's'}"
