@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -12,6 +14,32 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["QUANTLENS_NO_DIALOGS"] = "1"
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gc_on_the_main_thread():
+    """The app's rule for the whole test process: no automatic garbage collection, so a job's
+    reader thread can never destroy a Qt object (qtapp/ui/gc_guard.py says why). UI tests
+    install the app's GUI-thread collector; here the main thread collects after each test."""
+    gc.disable()
+    yield
+    gc.enable()
+
+
+@pytest.fixture(autouse=True)
+def collect_after_test():
+    """Once a test made the QApplication, the app's own GUI-thread collector runs too."""
+    if "PySide6.QtWidgets" in sys.modules:
+        from PySide6.QtWidgets import QApplication
+
+        app = QApplication.instance()
+        if app is not None:
+            from qtapp.ui import gc_guard
+
+            gc_guard.install(app)
+    yield
+    if gc.get_count()[0] > gc.get_threshold()[0]:
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from qtapp.core.errors import QuantLensError
 from qtapp.core.events import Event, Failed, Finished, Progress
-from qtapp.core.quantize_jobs import QuantizeOptions, quantize_spec, record_result, run_quantize
+from qtapp.core.quantize_jobs import QuantizeOptions, quantize_spec, run_quantize
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -169,11 +169,10 @@ def _run_targets(args: argparse.Namespace, targets: list[str], options: Quantize
         bar = ProgressBar(target)
         t0 = time.monotonic()
         try:
-            terminal = run_quantize(spec, on_event=bar.update)
+            terminal = run_quantize(spec, on_event=bar.update, record=True)
         except KeyboardInterrupt:
             bar.end("cancelled; no partial file left")
             return 130
-        record_result(spec, terminal)
         if isinstance(terminal, Finished):
             r = terminal.result
             bar.end(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from qtapp.core.cleanup import recover_at_start
 from qtapp.core.comparison import QUALITY_METRICS, Budget, build_rows, parse_budget
 from qtapp.core.errors import QuantLensError
 from qtapp.core.report import COLUMNS, cell, export, write_export
@@ -56,6 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
+def _recover(store: ResultsStore) -> None:
+    """What the window does at start: runs of a QuantLens that was killed become interrupted,
+    and their partial files go; said on stderr so that exports stay clean."""
+    recovery = recover_at_start(store)
+    if recovery.message():
+        print(f"quantlens results: {recovery.message()}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         budget: Budget | None = parse_budget(args.budget) if args.budget else None
@@ -73,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.delete or args.rename or args.note:
             return _edit(store, args)
+        _recover(store)
         # rows from every run, so ΔPPL finds the base and predictions find their plan run
         every = store.list_runs()
         runs = store.list_runs(model=args.model, kind=args.kind)

@@ -24,12 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def llama_version() -> str:
-    try:
-        from importlib.metadata import version
+    from qtapp.core.versions import llama_cpp_python_version
 
-        return version("llama_cpp_python")
-    except Exception:  # noqa: BLE001 - an unknown version just means a separate cache
-        return "unknown"
+    return llama_cpp_python_version() or "unknown"  # unknown: a separate cache, no error
 
 
 def _cache_file(m: ModelInfo, kind: str, key: dict[str, Any]) -> Path:

@@ -8,6 +8,7 @@ Cancel means the process is gone: SIGTERM to the group, then SIGKILL after a sho
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -39,6 +40,17 @@ class JobSpec:
         return json.dumps({"kind": self.kind, "params": self.params})
 
 
+class JobHooks:
+    """What to do around one job, in the thread that runs it: :meth:`begin` before the child
+    starts, :meth:`end` with its terminal event. The base class does nothing."""
+
+    def begin(self) -> None:
+        """Before the child starts (e.g. record the run as running)."""
+
+    def end(self, terminal: Event) -> None:
+        """After the terminal event, before anyone is told (e.g. clean up, store the result)."""
+
+
 def worker_command() -> list[str]:
     """The command line that starts a worker child, from a checkout, an install or a frozen build."""
     if getattr(sys, "frozen", False):
@@ -60,6 +72,26 @@ def _describe_exit(code: int) -> str:
             return "llama.cpp crashed (SIGSEGV)"
         return f"the llama.cpp process ended on {name}"
     return f"the llama.cpp process exited with code {code}"
+
+
+#: what to try when a job's child died, by job kind; each names the setting that helps
+CRASH_HINTS: dict[str, str] = {
+    "quantize": "The window is fine and no partial file was kept. Quantizing holds a few tensors "
+    "in memory at a time: close other programs and try again, or use fewer threads "
+    "(--threads in the CLI, Threads on the Quantize page). The log has llama.cpp's last lines.",
+    "evaluate": "The window is fine; the points measured so far are kept. If memory ran out, "
+    "use a smaller context (--ctx in the CLI, Context on the Evaluate page) or fewer GPU layers "
+    "(--n-gpu-layers in the CLI). The log has llama.cpp's last lines.",
+}
+CRASH_HINTS["speed"] = CRASH_HINTS["evaluate"]
+DEFAULT_CRASH_HINT = (
+    "The window is fine. The log has llama.cpp's last lines; if memory ran out, close other "
+    "programs or choose a smaller model."
+)
+
+
+def crash_hint(kind: str) -> str:
+    return CRASH_HINTS.get(kind, DEFAULT_CRASH_HINT)
 
 
 class Job:
@@ -102,8 +134,10 @@ class Job:
         self.started_at = time.monotonic()
         assert self._proc.stdin is not None
         try:
+            # stdin stays open: it is the child's lifeline (engine/lifeline.py). When this
+            # process dies in any way, the OS closes it and the child cleans up and exits.
             self._proc.stdin.write((self.spec.to_json() + "\n").encode())
-            self._proc.stdin.close()
+            self._proc.stdin.flush()
         except OSError:
             pass  # the child died at once; the reader reports why
         if self._cancelled.is_set():  # cancelled while the process was being spawned
@@ -195,8 +229,7 @@ class Job:
         last = next((ln for ln in reversed(self._stderr_tail) if ln.strip()), "")
         yield Failed(
             message=f"{_describe_exit(code)}. {last}".strip(),
-            hint="The window is fine. Check the log for details; try a smaller context, fewer GPU "
-            "layers, or a smaller model if memory ran out.",
+            hint=crash_hint(self.spec.kind),
             partial={"stderr_tail": tail},
         )
 
@@ -205,7 +238,14 @@ class Job:
         code = self._proc.wait(timeout=timeout)
         for thread in self._threads:
             thread.join(timeout=2)
+        self._close_lifeline()
         return code
+
+    def _close_lifeline(self) -> None:
+        stdin = self._proc.stdin if self._proc is not None else None
+        if stdin is not None and not stdin.closed:
+            with contextlib.suppress(OSError):  # the child is gone, its end of the pipe with it
+                stdin.close()
 
     def run(self) -> tuple[Event, list[Event]]:
         """Run to the end in this thread; return the terminal event and all events before it."""

@@ -152,10 +152,9 @@ def probe_in_process() -> dict[str, Any]:
 
 # -- parent side -------------------------------------------------------------------------------
 def _installed_version() -> str | None:
-    try:
-        return importlib.metadata.version("llama-cpp-python")
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    from qtapp.core.versions import llama_cpp_python_version
+
+    return llama_cpp_python_version()
 
 
 def cache_key() -> str | None:

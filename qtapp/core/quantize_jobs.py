@@ -18,7 +18,7 @@ from typing import Any
 
 from qtapp.core.errors import QuantLensError
 from qtapp.core.events import Cancelled, Event, Failed, Finished
-from qtapp.core.jobs import Job, JobSpec
+from qtapp.core.jobs import Job, JobHooks, JobSpec
 from qtapp.core.quants import split_quant_name
 
 log = logging.getLogger(__name__)
@@ -196,54 +196,81 @@ def cleanup(spec: JobSpec, terminal: Event | None) -> list[Path]:
     return remove_partials(Path(spec.params["out"]), spec.params.get("keep_split"))
 
 
-def record_result(spec: JobSpec, terminal: Event) -> int | None:
-    """Store the outcome in the results store when it is there (another module may lack it).
+class QuantizeRecord(JobHooks):
+    """One quantize job in the results store, and its clean-up; shared by the CLI and the window.
 
-    A finished run is recorded against its output file (that is the model it describes), with
-    the source in its settings; a failed or cancelled one against the source.
+    :meth:`begin` stores the run as "running" against its source before the child starts, so
+    a QuantLens that is killed mid-job leaves a run that the next start marks "interrupted".
+    :meth:`finish` ends it; a finished run then describes its output file (that is the model it
+    made), with the source in its settings. A store problem is logged, never raised.
     """
-    try:
-        from qtapp.core.results import ResultsStore
-    except ImportError:
-        return None
-    p = spec.params
-    finished = isinstance(terminal, Finished)
-    result = terminal.result if isinstance(terminal, Finished) else {}
-    settings = {k: v for k, v in p.items() if k not in ("user_recipes",)}
-    settings["source"] = p["model"]
-    try:
-        with ResultsStore.open() as store:
-            run_id = store.begin_run(
-                "quantize",
-                result.get("path", p["model"]) if finished else p["model"],
-                str(p["target"]),
-                recipe=p["target"],
-                settings=settings,
-                llama_version=result.get("llama_cpp") or None,
-            )
-            if finished:
-                keys = ("bytes", "tensor_bytes", "bpw", "seconds", "path", "ftype", "target")
-                metrics = {k: result.get(k) for k in keys}
-                store.finish_run(run_id, "finished", metrics=metrics)
-            elif isinstance(terminal, Cancelled):
-                store.finish_run(run_id, "cancelled", message="Cancelled by the user.")
-            else:
-                store.finish_run(run_id, "failed", message=getattr(terminal, "message", ""))
-        return int(run_id)
-    except Exception as exc:  # noqa: BLE001 - a results-store problem must not fail the job
-        log.warning("Could not record the quantize result: %s", exc)
-        return None
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.spec = spec
+        self.run_id: int | None = None
+
+    def begin(self) -> None:
+        p = self.spec.params
+        settings = {k: v for k, v in p.items() if k not in ("user_recipes",)}
+        settings["source"] = p["model"]
+        try:
+            from qtapp.core.results import ResultsStore
+
+            with ResultsStore.open() as store:
+                self.run_id = store.begin_run(
+                    "quantize", p["model"], str(p["target"]), recipe=p["target"], settings=settings
+                )
+        except Exception as exc:  # noqa: BLE001 - a results-store problem must not stop the job
+            log.warning("Could not record the quantize run: %s", exc)
+
+    def end(self, terminal: Event) -> None:
+        """Remove partial files of a job that did not finish, then store its outcome."""
+        removed = cleanup(self.spec, terminal)
+        if removed:
+            log.info("Removed partial files: %s", ", ".join(map(str, removed)))
+        self.finish(terminal)
+
+    def finish(self, terminal: Event) -> int | None:
+        if self.run_id is None:
+            return None
+        try:
+            from qtapp.core.results import ResultsStore
+
+            with ResultsStore.open() as store:
+                if isinstance(terminal, Finished):
+                    result = terminal.result
+                    keys = ("bytes", "tensor_bytes", "bpw", "seconds", "path", "ftype", "target")
+                    if result.get("path"):
+                        store.retarget_run(self.run_id, result["path"])
+                    store.finish_run(
+                        self.run_id, "finished", metrics={k: result.get(k) for k in keys}
+                    )
+                elif isinstance(terminal, Cancelled):
+                    store.finish_run(self.run_id, "cancelled", message="Cancelled by the user.")
+                else:
+                    message = getattr(terminal, "message", "")
+                    store.finish_run(self.run_id, "failed", message=message)
+        except Exception as exc:  # noqa: BLE001 - a results-store problem must not fail the job
+            log.warning("Could not record the quantize result: %s", exc)
+            return None
+        return self.run_id
 
 
 def run_quantize(
     spec: JobSpec,
     on_event: Callable[[Event], Any] | None = None,
     on_start: Callable[[Job], Any] | None = None,
+    record: bool = False,
 ) -> Event:
     """Run one quantize job to its end in this thread (CLI, tests); always cleans up.
 
-    Returns the terminal event. ``on_start`` gets the :class:`Job` (to cancel it from elsewhere).
+    With ``record``, the run is in the results store from its start (see
+    :class:`QuantizeRecord`). Returns the terminal event. ``on_start`` gets the :class:`Job`
+    (to cancel it from elsewhere).
     """
+    hooks = QuantizeRecord(spec) if record else None
+    if hooks is not None:
+        hooks.begin()
     job = Job(spec)
     job.start()
     if on_start is not None:
@@ -262,5 +289,8 @@ def run_quantize(
     finally:
         if job.is_running():
             job.cancel()
-        cleanup(spec, terminal)
+        if hooks is not None:
+            hooks.end(terminal)
+        else:
+            cleanup(spec, terminal)
     return terminal

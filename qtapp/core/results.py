@@ -210,13 +210,11 @@ def _pid_alive(pid: int | None) -> bool:
 
 
 def llama_cpp_version() -> str:
-    """The installed llama-cpp-python version, read without loading the library."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The installed llama-cpp-python version as runs record it, e.g. "llama-cpp-python 0.3.36"."""
+    from qtapp.core.versions import llama_cpp_python_version
 
-    try:
-        return f"llama-cpp-python {version('llama-cpp-python')}"
-    except PackageNotFoundError:
-        return ""
+    installed = llama_cpp_python_version()
+    return f"llama-cpp-python {installed}" if installed else ""
 
 
 def results_location() -> Path:
@@ -384,6 +382,17 @@ class ResultsStore:
             ),
         )
         return int(cur.lastrowid or 0)
+
+    def retarget_run(self, run_id: int, model_path: str | Path) -> None:
+        """Point a run at another file (a quantization that started from its source and ended
+        with its output): the path, fingerprint, name, size and bits per weight follow it."""
+        path = Path(model_path)
+        info = model_info(path)
+        self._write(
+            "UPDATE runs SET model_path=?, model_fingerprint=?, model_name=?, model_bytes=?, "
+            "bpw=? WHERE id=?",
+            (str(path), info.fingerprint, info.name, info.total_bytes, info.bpw, run_id),
+        )
 
     def add_points(
         self,

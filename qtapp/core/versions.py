@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import logging
 import platform
@@ -18,6 +19,16 @@ def package_version(name: str) -> str:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+@functools.cache
+def llama_cpp_python_version() -> str | None:
+    """The installed llama-cpp-python version, read once per process without loading the
+    library (reading package metadata costs milliseconds: never on every store write)."""
+    try:
+        return importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def nvidia_driver_version() -> str | None:

@@ -38,6 +38,9 @@ def create_app() -> object:
     from qtapp.core.paths import resources_dir
 
     app = QApplication.instance() or QApplication(sys.argv)
+    from qtapp.ui import gc_guard
+
+    gc_guard.install(app)
     app.setApplicationName("QuantLens")
     app.setOrganizationName("QuantLens")
     app.setDesktopFileName("quantlens")

@@ -1,11 +1,14 @@
-"""The one adapter between core.jobs and Qt signals; nothing else in ui/ touches threads.
+"""The one adapter between core.jobs and Qt signals.
 
 A :class:`JobRunner` runs one :class:`~qtapp.core.jobs.Job` in a Python thread and re-emits its
-events as queued signals on the GUI thread. Widgets never block and never poll a process.
+events as queued signals on the GUI thread. Widgets never block and never poll a process. A
+job's :class:`~qtapp.core.jobs.JobHooks` (store writes, clean-up) run in that thread too, so
+the GUI thread never waits for the disk.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +16,9 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from qtapp.core.events import Cancelled, Event, Failed, Finished
-from qtapp.core.jobs import Job, JobSpec
+from qtapp.core.jobs import Job, JobHooks, JobSpec
+
+log = logging.getLogger(__name__)
 
 
 class JobRunner(QObject):
@@ -22,10 +27,16 @@ class JobRunner(QObject):
     event = Signal(object)
     done = Signal(object)
 
-    def __init__(self, spec: JobSpec, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        parent: QObject | None = None,
+        hooks: JobHooks | None = None,
+    ) -> None:
         super().__init__(parent)
         self.spec = spec
         self.job = Job(spec)
+        self.hooks = hooks
         self._thread: threading.Thread | None = None
         self.terminal: Event | None = None
 
@@ -35,12 +46,22 @@ class JobRunner(QObject):
         self._thread.start()
 
     def _pump(self) -> None:
+        if self.hooks is not None:
+            self._call(self.hooks.begin)
         for ev in self.job.events():
             if isinstance(ev, (Finished, Failed, Cancelled)):
+                if self.hooks is not None:
+                    self._call(self.hooks.end, ev)
                 self.terminal = ev
                 self.done.emit(ev)
             else:
                 self.event.emit(ev)
+
+    def _call(self, func: Callable[..., object], *args: object) -> None:
+        try:
+            func(*args)
+        except Exception:  # noqa: BLE001 - a hook's failure must not lose the job's outcome
+            log.exception("job hook %s failed", getattr(func, "__name__", func))
 
     def cancel(self) -> None:
         """Kill the child without blocking the GUI thread (SIGKILL may follow after a grace)."""
@@ -70,9 +91,12 @@ class JobManager(QObject):
         self.current: JobRunner | None = None
 
     def submit(
-        self, spec: JobSpec, on_start: Callable[[JobRunner], Any] | None = None
+        self,
+        spec: JobSpec,
+        on_start: Callable[[JobRunner], Any] | None = None,
+        hooks: JobHooks | None = None,
     ) -> JobRunner:
-        runner = JobRunner(spec, self)
+        runner = JobRunner(spec, self, hooks)
         self._pending.append((runner, on_start))
         self._next()
         self.queue_changed.emit()

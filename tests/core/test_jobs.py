@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -35,16 +34,15 @@ def test_unknown_job_kind_fails_cleanly() -> None:
     assert "Unknown job kind" in last.message
 
 
-def test_cancel_kills_a_blocked_child_within_a_second() -> None:
+def test_cancel_kills_a_blocked_child() -> None:
     job = Job(JobSpec("sleep", {"seconds": 120}))
     events = job.events()
     assert isinstance(next(events), Started)
     assert isinstance(next(events), Progress)
     pid = job.pid
-    assert pid is not None
-    t0 = time.monotonic()
+    assert pid is not None and job.is_running()
     job.cancel()
-    assert time.monotonic() - t0 < 1.0
+    assert not job.is_running()  # when cancel() returns the child has exited: poll() is set
     assert isinstance(next(events), Cancelled)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -148,13 +147,10 @@ def test_recommendation_and_largest_context(tiny_model: Path) -> None:
     assert over.verdict != "fits" or plan.recommended_ctx >= m.n_ctx_train
 
 
-def test_plan_is_instant(tiny_model: Path) -> None:
+def test_plan_on_two_gpus_has_a_row_per_type(tiny_model: Path) -> None:
     m = read_model(tiny_model)
     inp = PlanInputs(m, ContextSettings(n_ctx=8192), parse_gpu_spec("2x24GiB"), HOST)
-    make_plan(inp)
-    t0 = time.perf_counter()
     plan = make_plan(inp)
-    assert time.perf_counter() - t0 < 0.25  # well within a slider's frame budget on a busy CI
     assert len(plan.rows) > 30
 
 
@@ -400,23 +396,19 @@ def _bad_files(folder: Path, good: Path) -> dict[str, Path]:
     return out
 
 
-def test_cli_bad_files_fail_fast_with_one_line(tmp_path: Path, tiny_model: Path) -> None:
+def test_cli_bad_files_fail_with_one_line(tmp_path: Path, tiny_model: Path) -> None:
     for what, path in _bad_files(tmp_path, tiny_model).items():
-        t0 = time.perf_counter()
         out = subprocess.run(
             [sys.executable, "-m", "qtapp", "plan", str(path), "--gpus", "1x8GiB"],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=30,  # a guard against a hang, not a speed check
             check=False,
         )
-        elapsed = time.perf_counter() - t0
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 2, (what, out.stderr)
         assert len(lines) == 1 and lines[0].startswith("error: "), (what, out.stderr)
         assert "Traceback" not in out.stderr and out.stdout == ""
-        # about 0.3 s here (interpreter start included); generous for a busy 2-core CI
-        assert elapsed < 3.0, (what, elapsed)
     assert tiny_model.read_bytes()[:4] == b"GGUF"  # the good model was never touched
 
 
@@ -492,9 +484,7 @@ def test_measured_speeds_replace_and_calibrate_the_cpu_rows(tiny_model: Path) ->
         _speed_run(store, folder / "other-Q4_K_M.gguf", 1.0, 1.0, folder / "other.gguf")
     speeds = measured_speeds(m)
     assert {s.type for s in speeds.measurements} == {"Q8_0", "Q3_K_M", "Q6_K", "Q5_K_M"}
-    t0 = time.perf_counter()
     plan = make_plan(PlanInputs(m, cs, [], HOST, speeds=speeds), SOME_TYPES)
-    assert time.perf_counter() - t0 < 0.5
     q8, q3, q4 = (plan.row(t) for t in ("Q8_0", "Q3_K_M", "Q4_K_M"))
     assert q8 is not None and q3 is not None and q4 is not None
     assert q8.speed_source == "measured" and q8.tg_tps == 47.0 and q8.pp_tps == 700.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -26,9 +25,10 @@ def test_demo_model_assembles_once_and_opens(qtbot) -> None:  # type: ignore[no-
     assert not path.with_name(path.name + ".part").exists()
     header = peek_gguf(path)
     assert (header.architecture, header.file_type) == ("gemma3", "Q4_K_M")
-    started = time.monotonic()
-    assert demo_model_path() == path  # the stamp spares a second 253 MB hash
-    assert time.monotonic() - started < 0.5
+    again: list[float] = []
+    assert demo_model_path(progress=lambda f, _m: again.append(f)) == path
+    # the stamp spares a second 253 MB hash: no "Checking" steps, only the final "ready"
+    assert again == [1.0]
     [hit] = scan([Location("QuantLens", app_paths().models)]).hits
     assert hit.path == path and hit.architecture == "gemma3"
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QTimer
 
 from qtapp.ui.context import AppContext
 
@@ -28,29 +26,10 @@ def page(qtbot):
     ctx.jobs.shutdown()
 
 
-class StallMeter:
-    """The longest gap between ticks of a 10 ms timer: how long the event loop was blocked."""
-
-    def __init__(self) -> None:
-        self.last = time.perf_counter()
-        self.worst = 0.0
-        self.timer = QTimer()
-        self.timer.setInterval(10)
-        self.timer.timeout.connect(self._tick)
-        self.timer.start()
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        self.worst = max(self.worst, now - self.last)
-        self.last = now
-
-
 def test_live_curves_table_and_export(page, qtbot, tiny_model: Path, tmp_path: Path) -> None:
     qtbot.waitExposed(page)
     with qtbot.waitSignal(page.all_done, timeout=90_000):
         page.queue([tiny_model], tiny_model, chunks=3, speed=True)
-        meter = StallMeter()  # from the first event-loop turn after Start to the end
-    meter.timer.stop()
     key = page.ppl_plot.runs()[0]
     xs, ys, errs = page.ppl_plot.data(key)
     assert list(xs) == [127, 254, 381] and (errs > 0).all()
@@ -64,8 +43,6 @@ def test_live_curves_table_and_export(page, qtbot, tiny_model: Path, tmp_path: P
     files = page.export(tmp_path, "png") + page.export(tmp_path, "svg")
     assert all(f.stat().st_size > 1000 for f in files)
     assert "<svg" in files[-1].read_text()[:2000]
-    print(f"longest GUI stall during the run: {meter.worst * 1000:.1f} ms")
-    assert meter.worst < 0.2  # target 50 ms; slack for 2 shared CI cores
     results = pytest.importorskip("qtapp.core.results")
     page.wait_stored()
     runs = results.ResultsStore.open().list_runs(kind="eval")

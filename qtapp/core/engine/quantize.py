@@ -20,6 +20,7 @@ from typing import Any
 
 import llama_cpp
 
+from qtapp.core.engine import lifeline
 from qtapp.core.engine.dry_run import dry_quantize
 from qtapp.core.engine.llama_log import LlamaLog
 from qtapp.core.engine.qparams import QuantParams, QuantRequest
@@ -163,7 +164,8 @@ def quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
         if final.exists() and not overwrite:
             raise QuantLensError(
                 f"{final.name} already exists in {final.parent}.",
-                "Delete it, choose another folder, or allow overwriting.",
+                "Delete it, choose another output folder (--out), or replace it (--overwrite in the "
+                "CLI; answer Yes when the Quantize page asks).",
             )
 
     imatrix = None
@@ -197,7 +199,8 @@ def quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
         raise QuantLensError(
             f"{model.name} is already quantized ({quantized_src[0]['src_type']} tensors); "
             "requantizing loses quality.",
-            "Quantize from an F16/BF16/F32 model, or allow requantizing explicitly.",
+            "Quantize from an F16/BF16/F32 model, or allow it: --requantize in the CLI, or tick "
+            '"I understand: requantize an already quantized model" on the Quantize page.',
         )
 
     need = int(dry["bytes"]) + _metadata_bytes(model, tensors) + METADATA_MARGIN
@@ -210,6 +213,8 @@ def quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
 
     parts = part_paths(out, keep_split, split_count)
     remove_partials(out, keep_split)
+    # if the parent dies mid-write, the lifeline removes what was written before the child exits
+    orphan_cleanup = lifeline.add_cleanup(lambda: remove_partials(out, keep_split))
     target_arg = _part_prefix(out) if keep_split else parts[0]
     if params.get("_fsize_limit"):
         _limit_file_size(int(params["_fsize_limit"]))
@@ -256,6 +261,7 @@ def quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
         )
     for part, final in zip(parts, finals, strict=True):
         _publish(part, final, overwrite)
+    lifeline.remove_cleanup(orphan_cleanup)
 
     file_bytes = sum(p.stat().st_size for p in finals)
     n_elements = sum(_elements(t["shape"]) for t in tensors)

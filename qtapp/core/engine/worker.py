@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from qtapp.core.engine import lifeline
 from qtapp.core.errors import QuantLensError
 from qtapp.core.events import Event, Failed, Finished, Started
 
@@ -45,6 +46,18 @@ def _event_stream() -> TextIO:
     return os.fdopen(events_fd, "w", buffering=1, encoding="utf-8")
 
 
+def _read_spec_line() -> str:
+    """Read the spec line byte by byte from fd 0, so nothing after it sits in a Python buffer
+    that the lifeline thread would not see."""
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        chunk = os.read(sys.stdin.fileno(), 1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", "replace")
+
+
 def main() -> int:
     out = _event_stream()
 
@@ -53,7 +66,8 @@ def main() -> int:
         out.flush()
 
     try:
-        spec = json.loads(sys.stdin.readline() or "{}")
+        spec = json.loads(_read_spec_line() or "{}")
+        lifeline.watch_parent(sys.stdin.fileno())
         kind = spec.get("kind", "")
         target = HANDLERS.get(kind)
         if target is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -66,7 +67,8 @@ class Page(QWidget):
         self._refresh_timer = QTimer(self)  # coalesces bursts of results_changed
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(120)
-        self._refresh_timer.timeout.connect(self.refresh)
+        self._refresh_timer.timeout.connect(self._refresh_when_seen)
+        self._refresh_pending = False
         ctx.results_changed.connect(self._refresh_timer.start)
         self._seen_budget: Budget | None = None
         ctx.hardware_changed.connect(self._on_hardware)
@@ -246,8 +248,22 @@ class Page(QWidget):
             self.metric_box.setCurrentIndex(index)
             self.metric_box.blockSignals(False)
 
+    def _refresh_when_seen(self) -> None:
+        """New results: redraw now if the page is on screen, else when it is next shown (a
+        hidden page redrawing its charts after every finished job only stalls the window)."""
+        if self.isVisible():
+            self.refresh()
+        else:
+            self._refresh_pending = True
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._refresh_pending:
+            self.refresh()
+
     def refresh(self) -> None:
-        """Re-read the store and redraw everything (called on ctx.results_changed)."""
+        """Re-read the store and redraw everything."""
+        self._refresh_pending = False
         if self.store is None:
             return
         all_runs = self.store.list_runs()

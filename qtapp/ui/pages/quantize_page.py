@@ -26,12 +26,13 @@ from PySide6.QtWidgets import (
 from qtapp.core.events import Cancelled, Event, Finished
 from qtapp.core.jobs import JobSpec
 from qtapp.core.quantize_jobs import (
+    QuantizeRecord,
     cleanup,
     default_out_dir,
     final_paths,
     quantize_spec,
-    record_result,
 )
+from qtapp.ui.background import BackgroundCall
 from qtapp.ui.context import AppContext
 from qtapp.ui.job_list import JobList
 from qtapp.ui.job_row import JobRow
@@ -174,14 +175,26 @@ class Page(QWidget):
         if path is not None:
             self.set_source(Path(str(path)))
 
-    def set_source(self, path: str | Path) -> None:
+    def set_source(self, path: str | Path, file_type: str | None = None) -> None:
+        """Show ``path`` as the source; its header is read off the GUI thread unless the caller
+        already knows ``file_type`` (a big vocabulary takes tens of ms to skip)."""
         path = Path(path)
         if self.source.text() != str(path):
             self.source.edit.setText(str(path))
-        file_type = _source_file_type(path) if path.is_file() else None
+        if file_type is not None or not path.is_file():
+            self._show_source_type(path, file_type)
+            return
+        self.source_info.setText(f"reading… · {path.stat().st_size / 2**20:,.0f} MiB")
+        call = BackgroundCall(lambda _call: _source_file_type(path), "quantize-source", self)
+        call.finished.connect(lambda file_type: self._show_source_type(path, file_type))
+        self._source_call = call.start()
+
+    def _show_source_type(self, path: Path, file_type: object) -> None:
+        if self.source.text() != str(path):
+            return  # another source was chosen meanwhile
         size = f"{path.stat().st_size / 2**20:,.0f} MiB" if path.is_file() else "missing"
         self.source_info.setText(f"{file_type or '?'} · {size}")
-        self.options.set_source_quantized(file_type)
+        self.options.set_source_quantized(file_type if isinstance(file_type, str) else None)
 
     def _on_selection(self, names: list[str]) -> None:
         n = len(names)
@@ -245,7 +258,9 @@ class Page(QWidget):
                 continue
             spec.params["overwrite"] = overwrite
             row = self._add_row(spec)
-            runner = self.ctx.jobs.submit(spec, on_start=lambda _r, row=row: row.on_started())
+            runner = self.ctx.jobs.submit(
+                spec, on_start=lambda _r, row=row: row.on_started(), hooks=QuantizeRecord(spec)
+            )
             self._runners[id(row)] = runner
             runner.event.connect(row.on_event)
             runner.done.connect(lambda ev, row=row: self._on_done(row, ev))
@@ -255,10 +270,10 @@ class Page(QWidget):
 
     def queue_from_fit(self, model_path: str | Path, types: list[str]) -> list[Path]:
         """From the fit page: show the choice here; queue at once unless consent is needed."""
-        self.set_source(model_path)
+        file_type = _source_file_type(Path(model_path))
+        self.set_source(model_path, file_type)
         self.picker.set_checked(types)
         self.ctx.navigate.emit(self.key)
-        file_type = _source_file_type(Path(model_path))
         if (
             file_type not in (None, "F32", "F16", "BF16")
             and not self.options.requantize.isChecked()
@@ -302,12 +317,7 @@ class Page(QWidget):
 
     # -- job lifecycle -----------------------------------------------------------------------
     def _on_done(self, row: JobRow, event: Event) -> None:
-        spec = self._specs.get(id(row))
-        if spec is not None:
-            removed = cleanup(spec, event)
-            if removed:
-                log.info("Removed partial files: %s", ", ".join(map(str, removed)))
-            record_result(spec, event)
+        # the runner's QuantizeRecord hooks already cleaned up and stored the run, off this thread
         row.on_done(event)
         self._runners.pop(id(row), None)
         if isinstance(event, Finished):

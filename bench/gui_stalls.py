@@ -1,0 +1,179 @@
+"""How long does the window's event loop stall during the whole demo tour, on busy cores?
+
+    python3 bench/gui_stalls.py [--busy 2] [--trace] [--size 1440x920]
+
+Opens the real main window offscreen (create_app(), so the theme and the GUI-thread garbage
+collector are the app's own), starts `--busy` processes that spin on the CPU (2 = every core of
+this project's machine busy besides the jobs), and walks the demo tour as a user would: the
+Welcome page's demo button, hardware, fit, quantize (F16 base, then Q8_0, Q4_K_M, Q2_K), evaluate
+the three quants against the base with live curves and speed, compare. A 10 ms QTimer ticks on
+the GUI thread from the first page to the Compare page: the longest gap between two ticks is the
+longest stall. `--trace` prints the GUI thread's stack whenever it is more than 40 ms late.
+
+Prints the tick count, the 99th percentile gap, the longest gap, the gaps over 50 ms and the
+tour's wall time. To measure another checkout, run this file with PYTHONPATH pointing at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QUANTLENS_HOME", tempfile.mkdtemp(prefix="quantlens-stalls-"))
+os.environ.setdefault("QUANTLENS_NO_DIALOGS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+if not os.environ.get("PYTHONPATH"):
+    sys.path.insert(0, str(ROOT))
+
+
+def _spin(stop: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+    x = 0
+    while not stop.is_set():
+        for _ in range(100_000):
+            x += 1
+
+
+class StallMeter:
+    """Ticks every 10 ms on the GUI thread and keeps the gaps between ticks.
+
+    With ``trace``, a thread samples the GUI thread's stack every 10 ms while it is late; a gap
+    over 50 ms is printed with the distinct stacks seen during it (innermost frames last)."""
+
+    def __init__(self, trace: bool) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.gaps: list[float] = []
+        self.last = time.perf_counter()
+        self.samples: list[str] = []
+        self.trace = trace
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self.tick)
+        self._running = True
+        if trace:
+            self._watch()
+
+    def start(self) -> None:
+        self.last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self._running = False
+        self.timer.stop()
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        gap = now - self.last
+        self.gaps.append(gap)
+        self.last = now
+        samples, self.samples = self.samples, []
+        if self.trace and gap > 0.05:
+            distinct = list(dict.fromkeys(samples))
+            print(
+                f"--- stall of {gap * 1000:.0f} ms at {time.strftime('%X')}, "
+                f"{len(samples)} samples:",
+                flush=True,
+            )
+            for stack in distinct[:4]:
+                print(stack, flush=True)
+
+    def _watch(self) -> None:
+        gui = threading.get_ident()
+
+        def run() -> None:
+            while self._running:
+                time.sleep(0.01)
+                if time.perf_counter() - self.last > 0.03:
+                    frame = sys._current_frames().get(gui)
+                    lines = traceback.format_stack(frame, limit=10) if frame else ["?"]
+                    short = [ln.splitlines()[0].replace(str(ROOT), "").strip() for ln in lines]
+                    self.samples.append("   " + "\n   ".join(short))
+
+        threading.Thread(target=run, daemon=True, name="stall-watch").start()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--busy", type=int, default=2, help="CPU-spinning processes (default 2)")
+    parser.add_argument("--trace", action="store_true", help="stacks of stalls over 40 ms")
+    parser.add_argument("--size", default="1440x920", help="window size (default 1440x920)")
+    args = parser.parse_args()
+
+    import numpy as np
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from qtapp.ui.app import create_app
+    from qtapp.ui.main_window import MainWindow
+
+    stop = multiprocessing.Event()
+    spinners = [multiprocessing.Process(target=_spin, args=(stop,)) for _ in range(args.busy)]
+    for proc in spinners:
+        proc.start()
+
+    app = create_app()
+    win = MainWindow()
+    width, height = (int(v) for v in args.size.split("x"))
+    win.resize(width, height)
+    win.show()
+    meter = StallMeter(args.trace)
+    t0 = time.perf_counter()
+    meter.start()
+
+    def wait_for(condition: object, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        loop = QEventLoop()
+        poll = QTimer()
+        poll.setInterval(50)
+        poll.timeout.connect(lambda: loop.quit() if condition() else None)  # type: ignore[operator]
+        poll.start()
+        while not condition():  # type: ignore[operator]
+            if time.monotonic() > deadline:
+                raise SystemExit(f"timed out waiting for {what}")
+            loop.exec()
+        poll.stop()
+
+    try:
+        welcome = win.pages["welcome"]
+        welcome.demo_button.click()
+        wait_for(lambda: welcome.tour is not None, 120, "the demo model")
+        tour = welcome.tour
+        evaluate = win.pages["evaluate"]
+        wait_for(lambda: win.pages["fit"].plan is not None, 120, "the fit plan")
+        tour.next()  # fit
+        tour.next()  # quantize: queues the F16 base, then the three quants
+        wait_for(lambda: tour.second_batch_queued, 300, "the F16 base")
+        tour.next()  # evaluate: starts when the quants exist
+        wait_for(lambda: tour.evaluate_queued, 600, "the quants")
+        done = [False]
+        evaluate.all_done.connect(lambda: done.__setitem__(0, True))
+        wait_for(lambda: done[0], 1200, "the evaluations")
+        tour.next()  # compare
+        wait_for(lambda: len(win.pages["compare"].runs) >= 3, 60, "the compare page")
+        for _ in range(20):
+            app.processEvents()
+    finally:
+        meter.stop()
+        wall = time.perf_counter() - t0
+        stop.set()
+        for proc in spinners:
+            proc.join(5)
+    g = np.asarray(meter.gaps) * 1000
+    print(
+        f"busy processes: {args.busy}; {len(g)} ticks over {wall:.0f} s; "
+        f"p99 gap {np.percentile(g, 99):.1f} ms; longest {g.max():.0f} ms; "
+        f"{int((g > 50).sum())} gaps over 50 ms"
+    )
+    win.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
