@@ -37,7 +37,7 @@ def main() -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ["QUANTLENS_HOME"] = tempfile.mkdtemp(prefix="ql-bench-compare-")
 
-    from qtapp.core.results import ResultsStore
+    from qtapp.core.results.store import ResultsStore
     from tests.results_factory import fill_many
 
     t0 = time.perf_counter()
@@ -46,8 +46,8 @@ def main() -> int:
     fill_s = time.perf_counter() - t0
 
     from qtapp.ui.app import create_app
-    from qtapp.ui.context import AppContext
-    from qtapp.ui.pages.compare_page import Page
+    from qtapp.ui.common.context import AppContext
+    from qtapp.ui.compare.page import Page
 
     app = create_app()
     ctx = AppContext()

@@ -142,7 +142,7 @@ def parse_ppl(log: str) -> tuple[float, float]:
 def quantlens(kind: str, home: Path, **params: Any) -> tuple[float, dict[str, Any]]:
     env = {**os.environ, "QUANTLENS_HOME": str(home)}
     code = (
-        "import json,sys; from qtapp.core.jobs import run_job; "
+        "import json,sys; from qtapp.core.jobs.job import run_job; "
         f"print(json.dumps(run_job({kind!r}, **json.loads(sys.argv[1]))))"
     )
     t0 = time.perf_counter()
@@ -173,8 +173,8 @@ def main() -> int:
     ap.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = ap.parse_args()
 
-    from qtapp.core.engine.evaluate import default_text_path
-    from qtapp.core.engine.llama_session import cpu_has_amx
+    from qtapp.core.jobs.engine.evaluate import default_text_path
+    from qtapp.core.jobs.engine.llama_session import cpu_has_amx
 
     bins = build_tools(args.src)
     m = models()

@@ -36,18 +36,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qtapp.core import fit_exact  # noqa: E402
-from qtapp.core.devices import GIB, Device  # noqa: E402
-from qtapp.core.jobs import run_job  # noqa: E402
-from qtapp.core.kv_model import ContextSettings  # noqa: E402
-from qtapp.core.model import ModelInfo, read_model  # noqa: E402
-from qtapp.core.plan import PlanInputs, estimate_weights, plan_row  # noqa: E402
-from qtapp.core.synth import write_tiny_llama  # noqa: E402
-from qtapp.core.synth_archs import (  # noqa: E402
+from qtapp.core.fit import exact as fit_exact  # noqa: E402
+from qtapp.core.fit.devices import GIB, Device  # noqa: E402
+from qtapp.core.fit.kv_model import ContextSettings  # noqa: E402
+from qtapp.core.fit.plan import PlanInputs, estimate_weights, plan_row  # noqa: E402
+from qtapp.core.gguf.model import ModelInfo, read_model  # noqa: E402
+from qtapp.core.jobs.job import run_job  # noqa: E402
+from qtapp.testing.archs import (  # noqa: E402
     write_qwen35moe,
     write_tiny_gemma3,
     write_tiny_qwen3moe,
 )
+from qtapp.testing.tiny import write_tiny_llama  # noqa: E402
 
 WORK = ROOT / "bench" / "out" / "fit"
 PEERS = ROOT / "bench" / "out" / "peers-venv" / "bin"

@@ -34,9 +34,9 @@ def main() -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from qtapp.core.synth_archs import write_tiny_gemma3
-    from qtapp.ui.context import AppContext
-    from qtapp.ui.pages.fit_page import Page
+    from qtapp.testing.archs import write_tiny_gemma3
+    from qtapp.ui.common.context import AppContext
+    from qtapp.ui.fit.page import Page
 
     app = QApplication.instance() or QApplication([])
     model = write_tiny_gemma3(Path(os.environ["QUANTLENS_HOME"]) / "gemma-shaped.gguf")

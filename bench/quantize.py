@@ -128,8 +128,8 @@ def run_llama_quantize(
 
 
 def run_quantlens(src: Path, target: str, out_dir: Path, requantize: bool) -> dict[str, object]:
-    from qtapp.core.events import Finished
-    from qtapp.core.quantize_jobs import QuantizeOptions, quantize_spec, run_quantize
+    from qtapp.core.jobs.events import Finished
+    from qtapp.core.quantize.jobs import QuantizeOptions, quantize_spec, run_quantize
 
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = quantize_spec(
@@ -146,8 +146,8 @@ def run_quantlens(src: Path, target: str, out_dir: Path, requantize: bool) -> di
 
 
 def cases(q4: Path, f16: Path) -> list[dict[str, object]]:
-    from qtapp.core.quants import RECIPES
-    from qtapp.core.tensor_names import read_tensor_infos
+    from qtapp.core.fit.quants import RECIPES
+    from qtapp.core.gguf.tensor_names import read_tensor_infos
 
     recipe = RECIPES["Q4_K_XL"]
     n_layer = read_tensor_infos(f16).n_layer

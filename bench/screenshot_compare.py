@@ -33,7 +33,7 @@ def main() -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     if args.sample or not args.home:
         os.environ["QUANTLENS_HOME"] = tempfile.mkdtemp(prefix="ql-shot-")
-        from qtapp.core.results import ResultsStore
+        from qtapp.core.results.store import ResultsStore
         from tests.results_factory import fill_store
 
         with ResultsStore.open() as store:

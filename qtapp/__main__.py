@@ -30,10 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--worker"]:
-        from qtapp.core.engine.worker import main as worker_main
+        from qtapp.core.jobs.engine.worker import main as worker_main
 
         return worker_main()
-    from qtapp.core.logsetup import setup_logging
+    from qtapp.core.app.logsetup import setup_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)

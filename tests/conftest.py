@@ -19,7 +19,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 @pytest.fixture(scope="session", autouse=True)
 def gc_on_the_main_thread():
     """The app's rule for the whole test process: no automatic garbage collection, so a job's
-    reader thread can never destroy a Qt object (qtapp/ui/gc_guard.py says why). UI tests
+    reader thread can never destroy a Qt object (qtapp/ui/common/gc_guard.py says why). UI tests
     install the app's GUI-thread collector; here the main thread collects after each test."""
     gc.disable()
     yield
@@ -34,7 +34,7 @@ def collect_after_test():
 
         app = QApplication.instance()
         if app is not None:
-            from qtapp.ui import gc_guard
+            from qtapp.ui.common import gc_guard
 
             gc_guard.install(app)
     yield
@@ -80,7 +80,7 @@ def no_dangling_threads():
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-layer llama-architecture model with GQA, F16 weights (about 5 MB)."""
-    from qtapp.core.synth import write_tiny_llama
+    from qtapp.testing.tiny import write_tiny_llama
 
     return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama-F16.gguf")
 

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from qtapp.core.results import ResultsStore
+from qtapp.core.results.store import ResultsStore
 
 MIB = 1024**2
 #: (label, bpw, relative size to F16, KLD, same-top %, tg speed factor)

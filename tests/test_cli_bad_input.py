@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def bad(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of hostile inputs beside a tiny model and a model with another vocabulary."""
-    from qtapp.core import synth
+    from qtapp.testing import tiny as synth
 
     d = tmp_path_factory.mktemp("bad")
     tiny = synth.write_tiny_llama(d / "tiny.gguf")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from qtapp.core.synth import TinySpec, write_tiny_llama
+from qtapp.testing.tiny import TinySpec, write_tiny_llama
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="reads /proc and sends SIGKILL")
 
@@ -200,8 +200,8 @@ def test_the_window_shows_a_killed_run_as_interrupted(
         if parent.poll() is None:
             parent.kill()
 
-    from qtapp.ui.context import AppContext
-    from qtapp.ui.pages.compare_page import Page
+    from qtapp.ui.common.context import AppContext
+    from qtapp.ui.compare.page import Page
 
     page = Page(AppContext())
     qtbot.addWidget(page)

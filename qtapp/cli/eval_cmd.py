@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from qtapp.core.errors import QuantLensError
-from qtapp.core.eval_checks import check_eval_inputs
-from qtapp.core.eval_runs import EvalRecorder, eval_params
-from qtapp.core.events import Cancelled, Failed, Finished, Point, Progress
-from qtapp.core.jobs import Job, JobSpec
+from qtapp.core.evaluate.checks import check_eval_inputs
+from qtapp.core.evaluate.runs import EvalRecorder, eval_params
+from qtapp.core.jobs.events import Cancelled, Failed, Finished, Point, Progress
+from qtapp.core.jobs.job import Job, JobSpec
 
 FINAL_KEYS = (
     "ppl",

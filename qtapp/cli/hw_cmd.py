@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from qtapp.core import hwformat as fmt
-from qtapp.core.hardware import HardwareReport, probe_hardware
-from qtapp.core.llama_build import CUDA_INSTALL_COMMAND, get_llama_build
+from qtapp.core.hardware import format as fmt
+from qtapp.core.hardware.llama_build import CUDA_INSTALL_COMMAND, get_llama_build
+from qtapp.core.hardware.probe import HardwareReport, probe_hardware
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from qtapp.core.devices import (
+from qtapp.core.errors import QuantLensError
+from qtapp.core.fit.devices import (
     MIB,
     Device,
     host_device,
@@ -14,13 +15,12 @@ from qtapp.core.devices import (
     parse_memory_size,
     probe_devices,
 )
-from qtapp.core.errors import QuantLensError
-from qtapp.core.kv_model import KV_TYPES, ContextSettings
-from qtapp.core.measured_speed import measured_speeds, speed_caption, speed_text
-from qtapp.core.model import read_model
-from qtapp.core.plan import Plan, PlanInputs, make_plan, targets_for
-from qtapp.core.quality_order import METRIC_NAMES, measured_order
-from qtapp.core.quants import ALIASES, QUANT_TYPES, RECIPES, Recipe
+from qtapp.core.fit.kv_model import KV_TYPES, ContextSettings
+from qtapp.core.fit.measured_speed import measured_speeds, speed_caption, speed_text
+from qtapp.core.fit.plan import Plan, PlanInputs, make_plan, targets_for
+from qtapp.core.fit.quality_order import METRIC_NAMES, measured_order
+from qtapp.core.fit.quants import ALIASES, QUANT_TYPES, RECIPES, Recipe
+from qtapp.core.gguf.model import read_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _user_recipes() -> dict[str, Recipe]:
-    from qtapp.core.recipes_store import load_user_recipes
+    from qtapp.core.fit.recipes_store import load_user_recipes
 
     try:
         return load_user_recipes()
@@ -127,8 +127,8 @@ def build_inputs(args: argparse.Namespace) -> tuple[PlanInputs, list[str]]:
 
 def add_exact(inp: PlanInputs, targets: list[str]) -> list[str]:
     """Swap in llama.cpp's exact figures (cached); returns warnings for the ones that failed."""
-    from qtapp.core import fit_exact
-    from qtapp.core.jobs import run_job
+    from qtapp.core.fit import exact as fit_exact
+    from qtapp.core.jobs.job import run_job
 
     m = inp.model
     warnings: list[str] = []

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from qtapp.core.errors import QuantLensError
-from qtapp.core.events import Event, Failed, Finished, Progress
-from qtapp.core.quantize_jobs import QuantizeOptions, quantize_spec, run_quantize
+from qtapp.core.jobs.events import Event, Failed, Finished, Progress
+from qtapp.core.quantize.jobs import QuantizeOptions, quantize_spec, run_quantize
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -123,8 +123,8 @@ def _parse_rules(items: list[str]) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qtapp.core.quants import resolve_target
-    from qtapp.core.recipes_store import load_user_recipes
+    from qtapp.core.fit.quants import resolve_target
+    from qtapp.core.fit.recipes_store import load_user_recipes
 
     user = load_user_recipes()
     targets = []

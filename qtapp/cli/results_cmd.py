@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from qtapp.core.cleanup import recover_at_start
-from qtapp.core.comparison import QUALITY_METRICS, Budget, build_rows, parse_budget
 from qtapp.core.errors import QuantLensError
-from qtapp.core.report import COLUMNS, cell, export, write_export
-from qtapp.core.results import KINDS, ResultsStore
+from qtapp.core.results.comparison import QUALITY_METRICS, Budget, build_rows, parse_budget
+from qtapp.core.results.recovery import recover_at_start
+from qtapp.core.results.report import COLUMNS, cell, export, write_export
+from qtapp.core.results.store import KINDS, ResultsStore
 
 _TABLE_COLUMNS = (
     "run_id",

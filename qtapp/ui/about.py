@@ -19,9 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from qtapp.core.paths import resources_dir
-from qtapp.core.versions import base_versions, llama_cpp_description, nvidia_driver_version
-from qtapp.ui.background import BackgroundCall
+from qtapp.core.app.paths import resources_dir
+from qtapp.core.app.versions import base_versions, llama_cpp_description, nvidia_driver_version
+from qtapp.ui.common.background import BackgroundCall
 
 LOOKING = "looking…"
 _running: set[BackgroundCall] = set()

@@ -35,10 +35,10 @@ def create_app() -> object:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
-    from qtapp.core.paths import resources_dir
+    from qtapp.core.app.paths import resources_dir
 
     app = QApplication.instance() or QApplication(sys.argv)
-    from qtapp.ui import gc_guard
+    from qtapp.ui.common import gc_guard
 
     gc_guard.install(app)
     app.setApplicationName("QuantLens")
@@ -47,8 +47,8 @@ def create_app() -> object:
     icon = resources_dir() / "icons" / "quantlens.svg"
     if icon.exists():
         app.setWindowIcon(QIcon(str(icon)))
-    from qtapp.core.settings import Settings
-    from qtapp.ui.theme import apply_theme
+    from qtapp.core.app.settings import Settings
+    from qtapp.ui.common.theme import apply_theme
 
     apply_theme(Settings.load().theme, app)  # type: ignore[arg-type]
     return app

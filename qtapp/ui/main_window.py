@@ -18,9 +18,23 @@ from PySide6.QtWidgets import (
 )
 
 from qtapp import __version__
-from qtapp.ui.context import AppContext
+from qtapp.ui.common.context import AppContext
 from qtapp.ui.menus import install_menus
-from qtapp.ui.pages import PAGES
+
+#: (key, module with ``Page(ctx)``) in the order of the navigation list: one folder per page
+PAGES: list[tuple[str, str]] = [
+    (key, f"qtapp.ui.{key}.page")
+    for key in (
+        "welcome",
+        "hardware",
+        "models",
+        "fit",
+        "quantize",
+        "evaluate",
+        "compare",
+        "settings",
+    )
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +51,7 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.pages: dict[str, QWidget] = {}
         for index, (key, module_name) in enumerate(PAGES):
-            module = importlib.import_module(f"qtapp.ui.pages.{module_name}")
+            module = importlib.import_module(module_name)
             page = module.Page(self.ctx)
             self.pages[key] = page
             self.stack.addWidget(page)
@@ -61,7 +75,7 @@ class MainWindow(QMainWindow):
             lambda p: self.setWindowTitle(f"{Path(p).name} — QuantLens {__version__}")
         )
         # the Welcome page greets a first run; after that the window opens on the hardware view
-        from qtapp.core.settings import Settings
+        from qtapp.core.app.settings import Settings
 
         self.show_page("hardware" if Settings.load().first_run_done else "welcome")
         install_menus(self)  # File (Open, Recent, Quit), Help (About): qtapp/ui/menus.py

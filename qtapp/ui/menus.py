@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu
 
-from qtapp.core.settings import Settings
+from qtapp.core.app.settings import Settings
 
 
 def install_menus(window: QMainWindow) -> None:

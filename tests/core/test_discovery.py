@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter, LlamaFileType
 
-from qtapp.core import discovery
-from qtapp.core.discovery import FOLDER, HF, LLAMACPP, LMSTUDIO, OLLAMA, default_locations, scan
-from qtapp.core.gguf_reader import GGUFFormatError, peek_gguf, read_gguf
+from qtapp.core.app import discovery
+from qtapp.core.app.discovery import FOLDER, HF, LLAMACPP, LMSTUDIO, OLLAMA, default_locations, scan
+from qtapp.core.gguf.reader import GGUFFormatError, peek_gguf, read_gguf
 
 
 def write_gguf(path: Path, arch: str = "llama", ftype: int | None = 15, **extra: int) -> Path:
@@ -218,7 +218,7 @@ def test_headers_longer_than_the_first_read_are_read_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The reader pulls more of the file in as it parses (here 64 bytes at first)."""
-    from qtapp.core import gguf_reader
+    from qtapp.core.gguf import reader as gguf_reader
 
     path = write_gguf(tmp_path / "vocab.gguf", ftype=None)  # 300 tokens: a few KiB of header
     whole = read_gguf(path)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from qtapp.core.eval_memory import (
+from qtapp.core.evaluate.memory import (
     MemoryTracker,
     eval_context_settings,
     eval_offload,
     predict,
     process_rss,
 )
-from qtapp.core.hardware import HardwareProbe
-from qtapp.core.nvml_replay import ReplayNvml, load_snapshot
+from qtapp.core.hardware.nvml_replay import ReplayNvml, load_snapshot
+from qtapp.core.hardware.probe import HardwareProbe
 
 REPLAY = Path(__file__).resolve().parents[1] / "fixtures" / "nvml" / "h200-idle.json"
 

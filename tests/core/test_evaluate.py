@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qtapp.core.base_cache import cache_size, clear_cache
 from qtapp.core.errors import QuantLensError
-from qtapp.core.eval_runs import EvalRecorder
-from qtapp.core.events import Cancelled, Point
-from qtapp.core.jobs import Job, JobSpec, run_job
+from qtapp.core.evaluate.base_cache import cache_size, clear_cache
+from qtapp.core.evaluate.runs import EvalRecorder
+from qtapp.core.jobs.events import Cancelled, Point
+from qtapp.core.jobs.job import Job, JobSpec, run_job
 from tests.quant_helper import quantize_copy
 
 CTX = 256
@@ -155,6 +155,6 @@ def test_cli_json_lines(tiny_model: Path, capsys: pytest.CaptureFixture[str]) ->
         "dp_rms",
     ):
         assert key in final, key
-    results = pytest.importorskip("qtapp.core.results")
+    results = pytest.importorskip("qtapp.core.results.store")
     runs = results.ResultsStore.open().list_runs(kind="eval")
     assert runs and runs[0].state == "finished"

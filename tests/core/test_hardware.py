@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qtapp.core import nvml_replay
-from qtapp.core.hardware import GpuInfo, HardwareProbe, HardwareReport, probe_hardware
-from qtapp.core.host import (
+from qtapp.core.hardware import nvml_replay
+from qtapp.core.hardware.host import (
     HostInfo,
     apply_cgroup_limit,
     cgroup_memory,
@@ -17,7 +16,13 @@ from qtapp.core.host import (
     parse_meminfo,
     read_host_info,
 )
-from qtapp.core.llama_build import CUDA_INSTALL_COMMAND, LlamaBuild
+from qtapp.core.hardware.llama_build import CUDA_INSTALL_COMMAND, LlamaBuild
+from qtapp.core.hardware.probe import (
+    GpuInfo,
+    HardwareProbe,
+    HardwareReport,
+    probe_hardware,
+)
 
 SNAPSHOT = Path(__file__).parents[1] / "fixtures" / "nvml" / "h200-idle.json"
 RECORDED = json.loads(SNAPSHOT.read_text())
@@ -64,7 +69,7 @@ def test_bandwidth_is_bus_width_times_clock_times_two() -> None:
     gpu = probe_hardware(replay).gpus[0]
     assert gpu.bandwidth_bytes_per_s == 6016 / 8 * 3201e6 * 2
     assert round(gpu.bandwidth_bytes_per_s / 1e12, 2) == 4.81  # the H200's rated 4.8 TB/s
-    from qtapp.core.hwformat import tbps
+    from qtapp.core.hardware.format import tbps
 
     assert tbps(gpu.bandwidth_bytes_per_s) == "4.81 TB/s"
 

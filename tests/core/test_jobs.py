@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from qtapp.core.events import Cancelled, Failed, Finished, Progress, Started
-from qtapp.core.jobs import Job, JobSpec
+from qtapp.core.jobs.events import Cancelled, Failed, Finished, Progress, Started
+from qtapp.core.jobs.job import Job, JobSpec
 
 
 def test_echo_streams_events_and_result() -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from qtapp.core.fit_exact import figures_from_result, memory_params
-from qtapp.core.jobs import run_job
-from qtapp.core.kv_model import ContextSettings, compute_estimate, kv_estimate, output_buffer
-from qtapp.core.model import read_model
-from qtapp.core.synth_archs import write_qwen35moe, write_tiny_gemma3, write_tiny_qwen3moe
+from qtapp.core.fit.exact import figures_from_result, memory_params
+from qtapp.core.fit.kv_model import ContextSettings, compute_estimate, kv_estimate, output_buffer
+from qtapp.core.gguf.model import read_model
+from qtapp.core.jobs.job import run_job
+from qtapp.testing.archs import write_qwen35moe, write_tiny_gemma3, write_tiny_qwen3moe
 
 MIB = 1024 * 1024
 #: llama.cpp logs sizes in MiB with two decimals

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from qtapp.core.logprobs import encode_base_rows, kld_rows, nll_rows
-from qtapp.core.metrics import (
+from qtapp.core.evaluate.logprobs import encode_base_rows, kld_rows, nll_rows
+from qtapp.core.evaluate.metrics import (
     KldAccumulator,
     PplAccumulator,
     bench_stats,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from qtapp.core.errors import QuantLensError
-from qtapp.core.gguf_reader import read_gguf
-from qtapp.core.model import read_model
-from qtapp.core.synth_archs import (
+from qtapp.core.gguf.model import read_model
+from qtapp.core.gguf.reader import read_gguf
+from qtapp.testing.archs import (
     Qwen35MoeSpec,
     write_qwen35moe,
     write_tiny_gemma3,
@@ -38,7 +38,7 @@ def test_tiny_llama_card(tiny_model: Path) -> None:
     assert not m.is_moe and m.n_params_active == m.n_params
     assert m.weights_bytes + m.meta_bytes == m.size_on_disk
     assert set(m.type_histogram) == {"F16", "F32"}
-    from qtapp.core.synth import tiny_vocab
+    from qtapp.testing.tiny import tiny_vocab
 
     assert m.n_vocab == len(tiny_vocab()[0])
     assert read_gguf(tiny_model).tensors[0].name == "token_embd.weight"

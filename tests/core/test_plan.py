@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
-from qtapp.core.devices import DEFAULT_MARGIN as DEFAULT_MARGIN_BYTES
-from qtapp.core.devices import GIB, MIB, Device, parse_gpu_spec
 from qtapp.core.errors import QuantLensError
-from qtapp.core.kv_model import ContextSettings
-from qtapp.core.model import read_model
-from qtapp.core.plan import (
+from qtapp.core.fit.devices import DEFAULT_MARGIN as DEFAULT_MARGIN_BYTES
+from qtapp.core.fit.devices import GIB, MIB, Device, parse_gpu_spec
+from qtapp.core.fit.kv_model import ContextSettings
+from qtapp.core.fit.plan import (
     PlanInputs,
     current_weights,
     estimate_weights,
@@ -24,7 +23,8 @@ from qtapp.core.plan import (
     make_plan,
     plan_row,
 )
-from qtapp.core.synth_archs import write_tiny_qwen3moe
+from qtapp.core.gguf.model import read_model
+from qtapp.testing.archs import write_tiny_qwen3moe
 
 HOST = Device("CPU", 64 * GIB, 64 * GIB, 50e9, False)
 
@@ -129,7 +129,7 @@ def test_recommendation_and_largest_context(tiny_model: Path) -> None:
     rec = plan.row(plan.recommended or "")
     assert rec is not None and rec.verdict == "fits"
     # nothing of higher quality fits fully
-    from qtapp.core.quants import quality_rank
+    from qtapp.core.fit.quants import quality_rank
 
     better = [
         r
@@ -193,7 +193,7 @@ def test_cli_json_contract(tiny_model: Path, quantlens_home: Path) -> None:
             )
         assert r["weights_exact"] is True  # llama.cpp's dry run ran
     q8 = next(r for r in data["rows"] if r["type"] == "Q8_0")
-    from qtapp.core.jobs import run_job
+    from qtapp.core.jobs.job import run_job
 
     exact = run_job("dry_quantize", model=str(tiny_model), target="Q8_0")["bytes"]
     assert q8["weights_bytes"] == exact
@@ -269,8 +269,8 @@ def _eval_run(store: Any, path: Path, kld: float | None, ppl: float, base: Path)
 
 
 def test_measured_kld_reorders_only_the_measured_types(tiny_model: Path) -> None:
-    from qtapp.core.quality_order import measured_order
-    from qtapp.core.results import ResultsStore
+    from qtapp.core.fit.quality_order import measured_order
+    from qtapp.core.results.store import ResultsStore
 
     m = read_model(tiny_model)
     folder = tiny_model.parent
@@ -300,8 +300,8 @@ def test_measured_kld_reorders_only_the_measured_types(tiny_model: Path) -> None
 def test_measured_ppl_when_no_kld_and_single_measurement_changes_nothing(
     tiny_model: Path,
 ) -> None:
-    from qtapp.core.quality_order import measured_order
-    from qtapp.core.results import ResultsStore
+    from qtapp.core.fit.quality_order import measured_order
+    from qtapp.core.results.store import ResultsStore
 
     m = read_model(tiny_model)
     folder = tiny_model.parent
@@ -324,7 +324,7 @@ def test_measured_ppl_when_no_kld_and_single_measurement_changes_nothing(
 
 
 def _my_recipe() -> object:
-    from qtapp.core.quants import Recipe, Rule
+    from qtapp.core.fit.quants import Recipe, Rule
 
     return Recipe("my-q4", "Q4_K_M", (Rule(r"ffn_down", "Q8_0", "keep ffn_down"),), builtin=False)
 
@@ -343,9 +343,9 @@ def test_user_recipe_rows_rank_above_their_base(tiny_model: Path) -> None:
 
 
 def test_cli_plans_a_saved_user_recipe_exactly(tiny_model: Path, quantlens_home: Path) -> None:
-    from qtapp.core.jobs import run_job
-    from qtapp.core.recipes_store import save_user_recipe
-    from qtapp.core.results import ResultsStore
+    from qtapp.core.fit.recipes_store import save_user_recipe
+    from qtapp.core.jobs.job import run_job
+    from qtapp.core.results.store import ResultsStore
 
     recipe = _my_recipe()
     save_user_recipe(recipe)  # type: ignore[arg-type]
@@ -413,7 +413,7 @@ def test_cli_bad_files_fail_with_one_line(tmp_path: Path, tiny_model: Path) -> N
 
 
 def test_measured_only_when_a_measurement_decided(tiny_model: Path) -> None:
-    from qtapp.core.quality_order import Measurement, QualityOrder
+    from qtapp.core.fit.quality_order import Measurement, QualityOrder
 
     m = read_model(tiny_model)
 
@@ -449,7 +449,7 @@ def _speed_run(
     """An evaluation with speed, as EvalRecorder stores it (hardware: this machine's)."""
     from types import SimpleNamespace
 
-    from qtapp.core.measured_speed import hardware_record, usable_cores
+    from qtapp.core.fit.measured_speed import hardware_record, usable_cores
 
     hw = hardware if hardware is not None else hardware_record(SimpleNamespace(gpus=()))
     metrics: dict[str, Any] = {"ppl": 9.0, "tg_tps": tg, "tg_tps_sd": 0.5}
@@ -465,8 +465,8 @@ def _speed_run(
 def test_measured_speeds_replace_and_calibrate_the_cpu_rows(tiny_model: Path) -> None:
     import statistics
 
-    from qtapp.core.measured_speed import hardware_record, measured_speeds
-    from qtapp.core.results import ResultsStore
+    from qtapp.core.fit.measured_speed import hardware_record, measured_speeds
+    from qtapp.core.results.store import ResultsStore
 
     m = read_model(tiny_model)
     folder = tiny_model.parent
@@ -512,8 +512,8 @@ def test_measured_speeds_replace_and_calibrate_the_cpu_rows(tiny_model: Path) ->
 
 
 def test_gpu_measurements_count_only_on_the_same_gpus(tiny_model: Path) -> None:
-    from qtapp.core.measured_speed import hardware_record, measured_speeds
-    from qtapp.core.results import ResultsStore
+    from qtapp.core.fit.measured_speed import hardware_record, measured_speeds
+    from qtapp.core.results.store import ResultsStore
 
     m = read_model(tiny_model)
     hw = {**hardware_record(), "gpus": ["NVIDIA H200"]}
@@ -536,10 +536,10 @@ def test_gpu_measurements_count_only_on_the_same_gpus(tiny_model: Path) -> None:
 
 
 def test_eval_runs_record_the_hardware(tiny_model: Path) -> None:
-    from qtapp.core.eval_runs import EvalRecorder
-    from qtapp.core.events import Finished
-    from qtapp.core.measured_speed import usable_cores
-    from qtapp.core.results import ResultsStore
+    from qtapp.core.evaluate.runs import EvalRecorder
+    from qtapp.core.fit.measured_speed import usable_cores
+    from qtapp.core.jobs.events import Finished
+    from qtapp.core.results.store import ResultsStore
 
     rec = EvalRecorder(tiny_model, {"model": str(tiny_model), "speed": True})
     rec.begin()
@@ -552,7 +552,7 @@ def test_eval_runs_record_the_hardware(tiny_model: Path) -> None:
 
 
 def test_cli_json_rows_say_where_speeds_come_from(tiny_model: Path, quantlens_home: Path) -> None:
-    from qtapp.core.results import ResultsStore
+    from qtapp.core.results.store import ResultsStore
 
     with ResultsStore.open() as store:
         _speed_run(store, tiny_model.parent / "tiny-llama-Q8_0.gguf", 47.0, 700.0, tiny_model)

@@ -13,21 +13,21 @@ import numpy as np
 import pytest
 from gguf import GGUFReader
 
-from qtapp.core.events import Failed, Finished, Progress
-from qtapp.core.imatrix import (
+from qtapp.core.fit.quants import Recipe, Rule
+from qtapp.core.jobs.events import Failed, Finished, Progress
+from qtapp.core.quantize.imatrix import (
     load_imatrix,
     random_imatrix_for,
     write_imatrix_dat,
     write_imatrix_gguf,
 )
-from qtapp.core.quantize_jobs import (
+from qtapp.core.quantize.jobs import (
     QuantizeOptions,
     model_stem,
     output_path,
     quantize_spec,
     run_quantize,
 )
-from qtapp.core.quants import Recipe, Rule
 
 _LOAD_SCRIPT = """
 import json, sys, llama_cpp
@@ -256,7 +256,7 @@ def test_cli_json(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
         assert Path(row["path"]).stat().st_size == row["bytes"]
         assert row["seconds"] > 0 and row["bpw"] > 3 and row["llama_cpp"]
     assert "[" in captured.err and "done in" in captured.err
-    from qtapp.core.results import ResultsStore
+    from qtapp.core.results.store import ResultsStore
 
     with ResultsStore.open() as store:
         runs = store.list_runs(kind="quantize")
@@ -271,7 +271,7 @@ def test_cli_json(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_keep_split_writes_one_output_per_shard(tmp_path: Path, monkeypatch) -> None:
     import gguf
 
-    import qtapp.core.synth as synth
+    import qtapp.testing.tiny as synth
 
     monkeypatch.setattr(
         synth, "GGUFWriter", lambda path, arch: gguf.GGUFWriter(path, arch, split_max_tensors=15)
@@ -295,7 +295,7 @@ def test_keep_split_writes_one_output_per_shard(tmp_path: Path, monkeypatch) -> 
 
 
 def test_user_recipes_round_trip_and_bad_files_are_skipped() -> None:
-    from qtapp.core.recipes_store import (
+    from qtapp.core.fit.recipes_store import (
         load_user_recipes,
         recipes_dir,
         save_user_recipe,

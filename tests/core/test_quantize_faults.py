@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from qtapp.core.events import Event, Failed, Finished, Progress
-from qtapp.core.imatrix import random_imatrix_for, write_imatrix_gguf
-from qtapp.core.jobs import Job
-from qtapp.core.quantize_jobs import QuantizeOptions, quantize_spec, run_quantize
+from qtapp.core.jobs.events import Event, Failed, Finished, Progress
+from qtapp.core.jobs.job import Job
+from qtapp.core.quantize.imatrix import random_imatrix_for, write_imatrix_gguf
+from qtapp.core.quantize.jobs import QuantizeOptions, quantize_spec, run_quantize
 
 
 def sha256(path: Path) -> str:
@@ -97,7 +97,7 @@ def test_disk_fills_during_the_write(source: Path, tmp_path: Path) -> None:
 
 def test_not_enough_free_space_is_refused_before_writing(tmp_path: Path) -> None:
     from qtapp.core.errors import QuantLensError
-    from qtapp.core.quantize_jobs import check_output_free
+    from qtapp.core.quantize.jobs import check_output_free
 
     with pytest.raises(QuantLensError, match="Not enough free disk space"):
         check_output_free(tmp_path, shutil.disk_usage(tmp_path).free + (1 << 40))

@@ -7,8 +7,7 @@ import re
 import llama_cpp
 import pytest
 
-from qtapp.core.jobs import run_job
-from qtapp.core.quants import (
+from qtapp.core.fit.quants import (
     QUALITY_ORDER,
     QUANT_TYPES,
     RECIPES,
@@ -16,6 +15,7 @@ from qtapp.core.quants import (
     resolve_target,
     tensor_bytes,
 )
+from qtapp.core.jobs.job import run_job
 
 
 def test_catalogue_is_the_librarys_own_list() -> None:

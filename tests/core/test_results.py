@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qtapp.core.cleanup import clean_partial_outputs, recover_at_start
-from qtapp.core.comparison import GIB, build_rows, frontier, parse_budget, recommend
 from qtapp.core.errors import QuantLensError
-from qtapp.core.fingerprint import display_name, model_info
-from qtapp.core.pareto import pareto_front
-from qtapp.core.report import export, to_csv, to_html, to_json, to_markdown
-from qtapp.core.results import SCHEMA_VERSION, ResultsStore
+from qtapp.core.gguf.fingerprint import display_name, model_info
+from qtapp.core.results.comparison import GIB, build_rows, frontier, parse_budget, recommend
+from qtapp.core.results.pareto import pareto_front
+from qtapp.core.results.recovery import clean_partial_outputs, recover_at_start
+from qtapp.core.results.report import export, to_csv, to_html, to_json, to_markdown
+from qtapp.core.results.store import SCHEMA_VERSION, ResultsStore
 from tests.results_factory import fill_store
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -346,7 +346,7 @@ def test_own_running_runs_are_not_marked_interrupted(store: ResultsStore) -> Non
 _CHILD = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from qtapp.core.results import ResultsStore
+    from qtapp.core.results.store import ResultsStore
     store = ResultsStore.open(sys.argv[1])
     run = store.begin_run("quantize", sys.argv[2], "Q4_K_M")
     part = Path(sys.argv[3])

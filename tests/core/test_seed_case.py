@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from qtapp.core.devices import GIB, Device, parse_gpu_spec
-from qtapp.core.fit_exact import exact_memory, exact_weights
-from qtapp.core.kv_model import ContextSettings
-from qtapp.core.model import read_model
-from qtapp.core.plan import PlanInputs, make_plan
-from qtapp.core.synth_archs import QWEN35_397B, write_qwen35moe
+from qtapp.core.fit.devices import GIB, Device, parse_gpu_spec
+from qtapp.core.fit.exact import exact_memory, exact_weights
+from qtapp.core.fit.kv_model import ContextSettings
+from qtapp.core.fit.plan import PlanInputs, make_plan
+from qtapp.core.gguf.model import read_model
+from qtapp.testing.archs import QWEN35_397B, write_qwen35moe
 
 HOST = Device("CPU", 256 * GIB, 256 * GIB, 80e9, False)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qtapp.core.paths import app_paths
-from qtapp.core.settings import MAX_RECENT, SETTINGS_VERSION, Settings
+from qtapp.core.app.paths import app_paths
+from qtapp.core.app.settings import MAX_RECENT, SETTINGS_VERSION, Settings
 
 
 def test_defaults_when_absent() -> None:
@@ -59,7 +59,7 @@ def test_migrates_v1() -> None:
 def test_corrupt_file_kept_as_bak(caplog: pytest.LogCaptureFixture) -> None:
     path = app_paths().settings_file
     path.write_text('{"threads": 4, "theme": ')
-    with caplog.at_level(logging.WARNING, logger="qtapp.core.settings"):
+    with caplog.at_level(logging.WARNING, logger="qtapp.core.app.settings"):
         s = Settings.load()
     assert s == Settings()
     assert path.with_name("settings.json.bak").read_text() == '{"threads": 4, "theme": '
@@ -86,7 +86,7 @@ def test_bad_values_fall_back() -> None:
 
 
 def test_out_of_range_or_unknown_values_fall_back_to_defaults() -> None:
-    from qtapp.core.settings import Settings
+    from qtapp.core.app.settings import Settings
 
     loaded = Settings.from_dict(
         {"threads": 10**12, "default_ctx": 0, "gpu_margin_mib": -5, "kv_type": "evil"}

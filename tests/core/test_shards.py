@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qtapp.core.shards import SPLIT_RE, split_parts
+from qtapp.core.gguf.shards import SPLIT_RE, split_parts
 
 
 def test_split_parts_lists_every_shard_in_the_files_spelling(tmp_path: Path) -> None:

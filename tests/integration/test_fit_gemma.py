@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from qtapp.core.devices import GIB, Device
-from qtapp.core.fit_exact import exact_memory, exact_weights, memory_params
-from qtapp.core.jobs import run_job
-from qtapp.core.kv_model import ContextSettings, kv_estimate
-from qtapp.core.model import read_model
-from qtapp.core.plan import PlanInputs, current_weights, plan_row
+from qtapp.core.fit.devices import GIB, Device
+from qtapp.core.fit.exact import exact_memory, exact_weights, memory_params
+from qtapp.core.fit.kv_model import ContextSettings, kv_estimate
+from qtapp.core.fit.plan import PlanInputs, current_weights, plan_row
+from qtapp.core.gguf.model import read_model
+from qtapp.core.jobs.job import run_job
 
 pytestmark = pytest.mark.integration
 

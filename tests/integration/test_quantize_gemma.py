@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from qtapp.core.events import Finished
-from qtapp.core.jobs import run_job
-from qtapp.core.quantize_jobs import QuantizeOptions, quantize_spec, run_quantize
-from qtapp.core.tensor_names import read_tensor_infos
+from qtapp.core.gguf.tensor_names import read_tensor_infos
+from qtapp.core.jobs.events import Finished
+from qtapp.core.jobs.job import run_job
+from qtapp.core.quantize.jobs import QuantizeOptions, quantize_spec, run_quantize
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from PySide6.QtCore import qVersion
 from PySide6.QtWidgets import QMenu
 
 from qtapp import __version__
-from qtapp.core import versions
-from qtapp.core.settings import Settings
+from qtapp.core.app import versions
+from qtapp.core.app.settings import Settings
 from qtapp.ui import about
 from qtapp.ui.main_window import MainWindow
 from qtapp.ui.menus import fill_recent

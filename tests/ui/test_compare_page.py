@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pytest
 from PySide6.QtCore import Qt
 
-from qtapp.core.paths import app_paths
-from qtapp.core.results import ResultsStore
-from qtapp.ui.context import AppContext
-from qtapp.ui.pages.compare_page import Page, detected_budget
+from qtapp.core.app.paths import app_paths
+from qtapp.core.results.store import ResultsStore
+from qtapp.ui.common.context import AppContext
+from qtapp.ui.compare.page import Page, detected_budget
 from tests.results_factory import fill_store
 
 GIB = 1024**3
@@ -38,7 +38,7 @@ def page(qtbot, filled: list[int]) -> Page:
 
 
 def _column(page: Page, key: str) -> int:
-    from qtapp.ui.compare_table import TABLE_COLUMNS
+    from qtapp.ui.compare.table import TABLE_COLUMNS
 
     return [c[0] for c in TABLE_COLUMNS].index(key)
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from PySide6.QtCore import Qt
 
-from qtapp.core import demo
-from qtapp.core.demo import DEMO_TYPES, TOUR_STEPS
+from qtapp.core.app import demo
+from qtapp.core.app.demo import DEMO_TYPES, TOUR_STEPS
 from qtapp.ui.main_window import MainWindow
 
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from qtapp.ui.context import AppContext
+from qtapp.ui.common.context import AppContext
 
 
 @pytest.fixture()
 def page(qtbot):
-    from qtapp.ui.pages.evaluate_page import Page
+    from qtapp.ui.evaluate.page import Page
 
     ctx = AppContext()
     p = Page(ctx)
@@ -43,7 +43,7 @@ def test_live_curves_table_and_export(page, qtbot, tiny_model: Path, tmp_path: P
     files = page.export(tmp_path, "png") + page.export(tmp_path, "svg")
     assert all(f.stat().st_size > 1000 for f in files)
     assert "<svg" in files[-1].read_text()[:2000]
-    results = pytest.importorskip("qtapp.core.results")
+    results = pytest.importorskip("qtapp.core.results.store")
     page.wait_stored()
     runs = results.ResultsStore.open().list_runs(kind="eval")
     assert runs and runs[0].state == "finished"
@@ -72,7 +72,7 @@ REPLAY = Path(__file__).resolve().parents[1] / "fixtures" / "nvml" / "h200-idle.
 
 
 def _stored_metrics() -> dict:
-    results = pytest.importorskip("qtapp.core.results")
+    results = pytest.importorskip("qtapp.core.results.store")
     runs = results.ResultsStore.open().list_runs(kind="eval")
     assert runs
     return runs[0].metrics
@@ -106,7 +106,7 @@ def test_memory_panel_replay_gpu_and_stored_peak(
 def test_memory_panel_cpu_only_shows_worker_rss(page, qtbot, tiny_model: Path, monkeypatch) -> None:
     monkeypatch.delenv("QUANTLENS_NVML_REPLAY", raising=False)
     page.ctx.extras["eval_memory_probe"] = None
-    from qtapp.core.hardware import HardwareProbe
+    from qtapp.core.hardware.probe import HardwareProbe
 
     def no_nvml():
         raise ImportError("no NVML here")

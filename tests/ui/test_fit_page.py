@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QApplication
 
-from qtapp.core.synth_archs import write_tiny_gemma3, write_tiny_qwen3moe
-from qtapp.ui.context import AppContext
-from qtapp.ui.fit_table import _gib
-from qtapp.ui.pages.fit_page import Page
+from qtapp.testing.archs import write_tiny_gemma3, write_tiny_qwen3moe
+from qtapp.ui.common.context import AppContext
+from qtapp.ui.fit.page import Page
+from qtapp.ui.fit.table import _gib
 
 
 @pytest.fixture
@@ -139,9 +139,9 @@ def test_quantize_selected_navigates(qtbot, page: Page, tiny_model: Path) -> Non
 def test_user_recipes_and_measured_types_in_the_table(  # noqa: ANN001
     qtbot, page: Page, tiny_model: Path
 ) -> None:
-    from qtapp.core.quants import Recipe, Rule
-    from qtapp.core.recipes_store import save_user_recipe
-    from qtapp.core.results import ResultsStore
+    from qtapp.core.fit.quants import Recipe, Rule
+    from qtapp.core.fit.recipes_store import save_user_recipe
+    from qtapp.core.results.store import ResultsStore
 
     save_user_recipe(Recipe("my-q4", "Q4_K_M", (Rule("ffn_down", "Q8_0"),), builtin=False))
     with ResultsStore.open() as store:
@@ -173,9 +173,9 @@ def test_measured_speeds_shown_and_calibrating_the_rest(  # noqa: ANN001
 ) -> None:
     from types import SimpleNamespace
 
-    from qtapp.core.measured_speed import hardware_record, usable_cores
-    from qtapp.core.results import ResultsStore
-    from qtapp.ui.pages import fit_page
+    from qtapp.core.fit.measured_speed import hardware_record, usable_cores
+    from qtapp.core.results.store import ResultsStore
+    from qtapp.ui.fit import page as fit_page
 
     with ResultsStore.open() as store:
         path = tiny_model.parent / "tiny-llama-Q8_0.gguf"

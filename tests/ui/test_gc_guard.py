@@ -2,7 +2,7 @@
 
 Before the fix, a job's reader thread could run the cyclic collector, destroy a ``QMenu`` left
 in a reference cycle and deadlock against the GUI thread inside Qt and Shiboken. Now automatic
-collection is off and the GUI thread collects on a timer (qtapp/ui/gc_guard.py).
+collection is off and the GUI thread collects on a timer (qtapp/ui/common/gc_guard.py).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMenu
 
-from qtapp.core import jobs as core_jobs
-from qtapp.ui import gc_guard
-from qtapp.ui.context import AppContext
-from qtapp.ui.pages.fit_page import Page as FitPage
+from qtapp.core.jobs import job as core_jobs
+from qtapp.ui.common import gc_guard
+from qtapp.ui.common.context import AppContext
+from qtapp.ui.fit.page import Page as FitPage
 
 
 class _MenuInACycle:

@@ -43,7 +43,7 @@ def test_a_model_that_fails_to_open_does_not_leave_the_previous_one_shown(
 def test_a_slow_read_of_an_earlier_file_does_not_overwrite_the_latest(
     qtbot, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from qtapp.ui.pages import fit_page
+    from qtapp.ui.fit import page as fit_page
 
     gate = threading.Event()
     real = fit_page._read_for_plan
@@ -95,7 +95,7 @@ def test_closing_during_queued_evaluations_records_them_and_raises_nothing(
     window.close()  # pytest-qt fails the test on an exception raised in a slot
     assert window.ctx.jobs.pending() == []
     assert all(rv.recorder.state != "running" for rv in page._runs)
-    from qtapp.core.results import ResultsStore
+    from qtapp.core.results.store import ResultsStore
 
     store = ResultsStore.open()
     assert all(r.state != "running" for r in store.list_runs())
@@ -134,7 +134,7 @@ def test_a_chart_export_that_writes_nothing_says_so(qtbot, tmp_path: Path) -> No
 def test_the_window_starts_with_out_of_range_numbers_in_the_settings_file(
     qtbot, quantlens_home: Path
 ) -> None:
-    from qtapp.core.paths import app_paths
+    from qtapp.core.app.paths import app_paths
 
     settings_file = app_paths().settings_file
     settings_file.parent.mkdir(parents=True, exist_ok=True)

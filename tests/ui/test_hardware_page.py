@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from qtapp.core import nvml_replay
-from qtapp.core.hardware import HardwareProbe, HardwareReport
-from qtapp.core.llama_build import CUDA_INSTALL_COMMAND, LlamaBuild, store_build
-from qtapp.ui.context import AppContext
+from qtapp.core.hardware import nvml_replay
+from qtapp.core.hardware.llama_build import CUDA_INSTALL_COMMAND, LlamaBuild, store_build
+from qtapp.core.hardware.probe import HardwareProbe, HardwareReport
+from qtapp.ui.common.context import AppContext
 from qtapp.ui.main_window import MainWindow
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "fixtures" / "nvml" / "h200-idle.json"
@@ -123,7 +123,7 @@ def test_one_failing_query_shows_unknown_with_the_reason(qtbot) -> None:
 
 
 def test_polling_does_not_pile_up_objects_and_refresh_restarts_nvml(qtbot) -> None:
-    from qtapp.ui.background import BackgroundCall
+    from qtapp.ui.common.background import BackgroundCall
 
     store_build(CPU_BUILD)
     nvml = nvml_replay.replay(SNAPSHOT)

@@ -6,8 +6,7 @@ import os
 import subprocess
 import sys
 
-from qtapp.ui.main_window import MainWindow
-from qtapp.ui.pages import PAGES
+from qtapp.ui.main_window import PAGES, MainWindow
 
 
 def test_window_opens_with_every_page_and_navigates(qtbot) -> None:
@@ -74,7 +73,7 @@ def test_a_file_opened_from_the_desktop_opens_in_the_window(qtbot, tiny_model) -
 def test_tables_explain_quant_types_and_metrics_in_plain_words(qtbot) -> None:
     from PySide6.QtCore import Qt
 
-    from qtapp.core.glossary import explain, explain_quant
+    from qtapp.core.app.glossary import explain, explain_quant
 
     window = MainWindow()
     qtbot.addWidget(window)

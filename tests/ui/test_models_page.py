@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from qtapp.core.settings import Settings
-from qtapp.ui.context import AppContext
-from qtapp.ui.pages.models_page import PATH_ROLE, Page, human_size
+from qtapp.core.app.settings import Settings
+from qtapp.ui.common.context import AppContext
+from qtapp.ui.models.page import PATH_ROLE, Page, human_size
 from tests.core.test_discovery import write_gguf
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from qtapp.core.imatrix import random_imatrix_for, write_imatrix_gguf
-from qtapp.ui.context import AppContext
-from qtapp.ui.pages.quantize_page import Page
+from qtapp.core.quantize.imatrix import random_imatrix_for, write_imatrix_gguf
+from qtapp.ui.common.context import AppContext
+from qtapp.ui.quantize.page import Page
 
 
 @pytest.fixture
@@ -140,8 +140,8 @@ def test_queue_from_fit_waits_for_requantize_consent(
 
 
 def test_recipe_editor_live_size_and_save(qtbot, tiny_model: Path) -> None:
-    from qtapp.core.recipes_store import load_user_recipes
-    from qtapp.ui.recipe_editor import RecipeEditor
+    from qtapp.core.fit.recipes_store import load_user_recipes
+    from qtapp.ui.quantize.recipe_editor import RecipeEditor
 
     editor = RecipeEditor(AppContext(), str(tiny_model))
     qtbot.addWidget(editor)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication, QLineEdit
 
-from qtapp.core.settings import Settings
-from qtapp.ui.context import AppContext
-from qtapp.ui.pages.settings_page import Page
+from qtapp.core.app.settings import Settings
+from qtapp.ui.common.context import AppContext
+from qtapp.ui.settings.page import Page
 
 
 def test_fields_load_and_save(qtbot) -> None:  # type: ignore[no-untyped-def]

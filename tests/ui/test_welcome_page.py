@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from qtapp.core import demo
+from qtapp.core.app import demo
+from qtapp.core.app.settings import Settings
 from qtapp.core.errors import QuantLensError
-from qtapp.core.settings import Settings
-from qtapp.ui.context import AppContext
-from qtapp.ui.pages.welcome_page import Page
+from qtapp.ui.common.context import AppContext
+from qtapp.ui.welcome.page import Page
 
 
 @pytest.fixture()

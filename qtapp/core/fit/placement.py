@@ -1,0 +1,315 @@
+"""Where llama.cpp puts each layer, and what each device then holds.
+
+Placement follows llama.cpp's ``llama_model::load_tensors``: with ``n_gpu_layers`` = ngl, the last
+ngl of the ``n_layer + 1`` entries (blocks, then the output layer) go to the GPUs, split in
+proportion to ``tensor_split`` or, by default, to each GPU's free memory (``upper_bound`` over the
+cumulative fractions); token embeddings stay on the CPU (the input layer). KV and recurrent state
+live with their layer. When the default does not fit, :func:`fill_gpus` and :func:`moe_upgrade`
+do what ``common/fit.cpp`` (``--fit``) does: contiguous slices filled back to front, then routed
+experts moved to the CPU where VRAM runs out.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any
+
+from qtapp.core.fit.devices import CUDA_OVERHEAD_F16, CUDA_OVERHEAD_QUANT, Device
+from qtapp.core.fit.kv_model import (
+    ContextSettings,
+    compute_parts,
+    host_compute_estimate,
+    output_buffer,
+)
+from qtapp.core.fit.weights import FLOAT_TYPES, Weights
+from qtapp.core.gguf.model import ModelInfo
+
+
+@dataclass
+class ExactFigures:
+    """llama.cpp's own figures for one context configuration (a dry load of the model)."""
+
+    kv_bytes: int
+    recurrent_bytes: int
+    compute_bytes: int  # CPU-only graph, as the dry load logs it
+    output_bytes: int
+
+
+@dataclass
+class DeviceUse:
+    device: str
+    weights_bytes: int = 0
+    kv_bytes: int = 0
+    compute_bytes: int = 0
+    overhead_bytes: int = 0
+    budget_bytes: int = 0  # what may be used (free minus margin); 0 = unknown
+    free_bytes: int = 0
+    read_bytes: float = 0.0  # weights read per generated token (routed experts: the used share)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_bytes + self.compute_bytes + self.overhead_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "weights_bytes": self.weights_bytes,
+            "kv_bytes": self.kv_bytes,
+            "compute_bytes": self.compute_bytes,
+            "overhead_bytes": self.overhead_bytes,
+            "total_bytes": self.total_bytes,
+            "budget_bytes": self.budget_bytes,
+            "free_bytes": self.free_bytes,
+        }
+
+
+def layer_devices(
+    n_layer_all: int, ngl: int, gpus: list[Device], tensor_split: list[float] | None = None
+) -> list[int]:
+    """Device index per layer 0..n_layer_all (the last one is the output layer); -1 = CPU."""
+    if not gpus or ngl <= 0:
+        return [-1] * (n_layer_all + 1)
+    split = list(tensor_split or [])
+    if not split or all(x == 0 for x in split):
+        split = [float(max(g.free_bytes, 1)) for g in gpus]
+    split = (split + [0.0] * len(gpus))[: len(gpus)]
+    acc: list[float] = []
+    s = 0.0
+    for x in split:
+        s += x
+        acc.append(s)
+    acc = [a / s for a in acc]
+    start = max(n_layer_all + 1 - ngl, 0)
+    act = min(ngl, n_layer_all + 1)
+    out = []
+    for il in range(n_layer_all + 1):
+        if il < start or il - start >= act:
+            out.append(-1)
+        else:
+            out.append(min(bisect.bisect_right(acc, (il - start) / act), len(gpus) - 1))
+    return out
+
+
+@dataclass
+class Layered:
+    """A target's bytes grouped for placement: per block (dense part, routed experts)."""
+
+    layer: list[int]
+    experts: list[int]
+    embd: int
+    output: int  # output.weight + output_norm (a copy of token_embd when tied)
+    other: int  # tensors of no block besides those (rare)
+    has_float_matrices: bool
+    tied_copy: int = 0  # the output layer's copy of token_embd (tied embeddings)
+
+
+def group_weights(m: ModelInfo, w: Weights, n_layer_all: int) -> Layered:
+    """Memoized per (model, weights object): sliders replan without re-walking the tensors."""
+    key = ("group", id(w), n_layer_all)
+    hit = m.memo.get(key)
+    if hit is not None and hit[0] is w:
+        return hit[1]
+    g = group_weights_uncached(m, w, n_layer_all)
+    m.memo[key] = (w, g)
+    return g
+
+
+def group_weights_uncached(m: ModelInfo, w: Weights, n_layer_all: int) -> Layered:
+    layer = [0] * n_layer_all
+    experts = [0] * n_layer_all
+    embd = output = other = 0
+    tied = not any(t.name == "output.weight" for t in m.tensors)
+    floats = False
+    for t in m.tensors:
+        b = w.tensors.get(t.name, t.bytes)
+        ttype = w.types.get(t.name) if w.exact else None
+        if (
+            len(t.shape) >= 2
+            and t.n_elements >= 1 << 20
+            and (ttype or t.type) in FLOAT_TYPES
+            and (w.exact or w.target in ("F16", "BF16", "F32", "current"))
+        ):
+            floats = True
+        if t.layer is not None and t.layer < n_layer_all:
+            if t.is_expert:
+                experts[t.layer] += b
+            else:
+                layer[t.layer] += b
+        elif t.name == "token_embd.weight":
+            embd += b
+            if tied:
+                output += b
+        elif t.name.startswith("output"):
+            output += b
+        else:
+            other += b
+    return Layered(layer, experts, embd, output, other, floats, embd if tied else 0)
+
+
+@dataclass
+class Placement:
+    """Device per block and for the output layer (-1 = CPU), and which blocks keep experts on CPU."""
+
+    where: list[int]  # len n_layer_all + 1; the last entry is the output layer
+    experts_cpu: list[bool]
+    tensor_split: list[float] | None = None
+
+    @property
+    def n_gpu_layers(self) -> int:
+        return sum(1 for d in self.where if d >= 0)
+
+    @property
+    def n_cpu_moe(self) -> int:
+        return sum(self.experts_cpu)
+
+
+def llama_args(pl: Placement, has_gpus: bool, n_gpus: int) -> str:
+    """llama.cpp command-line flags for a placement: -ngl, -ts, --n-cpu-moe or -ot overrides."""
+    if not has_gpus:
+        return "-ngl 0"
+    args = [f"-ngl {pl.n_gpu_layers}"]
+    if n_gpus > 1 and pl.tensor_split and any(pl.tensor_split):
+        args.append("-ts " + ",".join(f"{x:g}" for x in pl.tensor_split))
+    on_cpu = [i for i, c in enumerate(pl.experts_cpu) if c and pl.where[i] >= 0]
+    if on_cpu:
+        if on_cpu == list(range(len(on_cpu))):
+            args.append(f"--n-cpu-moe {len(on_cpu)}")
+        else:
+            blocks = "|".join(str(i) for i in on_cpu)
+            args.append(f'-ot "blk\\.({blocks})\\.ffn_.*_exps\\.=CPU"')
+    return " ".join(args)
+
+
+def compute_split(m: ModelInfo, cs: ContextSettings, exact: ExactFigures | None) -> tuple[int, int]:
+    out_phase, graph = compute_parts(m, cs)
+    if exact is not None:  # llama.cpp's CPU figure calibrates the estimate of the full graph
+        scale = exact.compute_bytes / max(max(out_phase, graph), 1)
+        out_phase, graph = int(out_phase * scale), int(graph * scale)
+    return out_phase, graph
+
+
+def device_uses(
+    m: ModelInfo,
+    g: Layered,
+    kv_layer: list[int],
+    cs: ContextSettings,
+    gpus: list[Device],
+    host: Device,
+    pl: Placement,
+    margin: int,
+    exact: ExactFigures | None,
+) -> list[DeviceUse]:
+    n_all = len(g.layer)
+    where = pl.where
+    uses = [DeviceUse(d.name, budget_bytes=d.budget(margin), free_bytes=d.free_bytes) for d in gpus]
+    cpu = DeviceUse("CPU", budget_bytes=host.free_bytes, free_bytes=host.free_bytes)
+
+    def slot(idx: int) -> DeviceUse:
+        return cpu if idx < 0 else uses[idx]
+
+    frac = m.n_expert_used / m.n_expert if m.is_moe and m.n_expert_used else 1.0
+    cpu.weights_bytes += g.embd + g.other
+    for il in range(n_all):
+        dev = slot(where[il])
+        dev.weights_bytes += g.layer[il]
+        dev.read_bytes += g.layer[il]
+        exp_dev = cpu if pl.experts_cpu[il] else dev
+        exp_dev.weights_bytes += g.experts[il]
+        exp_dev.read_bytes += g.experts[il] * frac
+        if il < len(kv_layer):
+            dev.kv_bytes += kv_layer[il]
+    out_dev = where[n_all]
+    slot(out_dev).weights_bytes += g.output
+    slot(out_dev).read_bytes += g.output
+    if out_dev < 0 and g.tied_copy:
+        cpu.weights_bytes -= g.tied_copy  # tied and both on the CPU: one copy
+    out_phase, graph = compute_split(m, cs, exact)
+    used_gpus = {i for i in where if i >= 0}
+    for i in used_gpus:
+        uses[i].compute_bytes = max(out_phase, graph) if i == out_dev else graph
+    if out_dev < 0:
+        cpu.compute_bytes = max(out_phase, graph)
+    elif any(i < 0 for i in where[:n_all]) or any(pl.experts_cpu):
+        cpu.compute_bytes = graph
+    else:
+        cpu.compute_bytes = min(host_compute_estimate(m, cs), max(out_phase, graph))
+    cpu.compute_bytes += exact.output_bytes if exact else output_buffer(m, cs)
+    overhead = CUDA_OVERHEAD_F16 if g.has_float_matrices else CUDA_OVERHEAD_QUANT
+    if used_gpus:
+        for u in uses:
+            u.overhead_bytes = overhead
+    return [*uses, cpu]
+
+
+def gpus_fit(uses: list[DeviceUse]) -> bool:
+    return all(u.total_bytes <= u.budget_bytes for u in uses if u.device != "CPU")
+
+
+def verdict_of(uses: list[DeviceUse], all_on_gpu: bool) -> str:
+    cpu = next(u for u in uses if u.device == "CPU")
+    cpu_ok = cpu.budget_bytes <= 0 or cpu.total_bytes <= cpu.budget_bytes
+    if not gpus_fit(uses) or not cpu_ok:
+        return "no"
+    return "fits" if all_on_gpu else "partial"
+
+
+def fill_gpus(
+    m: ModelInfo,
+    g: Layered,
+    kv_layer: list[int],
+    cs: ContextSettings,
+    gpus: list[Device],
+    margin: int,
+    exact: ExactFigures | None,
+    with_experts: bool,
+) -> Placement:
+    """--fit's step 3: fill the GPUs back to front with contiguous slices of layers (the last
+    GPU takes the output layer); blocks that do not fit stay on the CPU. With
+    ``with_experts=False`` every block's routed experts stay on the CPU."""
+    n_all = len(g.layer)
+    out_phase, graph = compute_split(m, cs, exact)
+    overhead = CUDA_OVERHEAD_F16 if g.has_float_matrices else CUDA_OVERHEAD_QUANT
+    where = [-1] * (n_all + 1)
+    il = n_all  # next item to place, from the back (n_all = the output layer)
+    for gi in range(len(gpus) - 1, -1, -1):
+        room = gpus[gi].budget(margin) - overhead - graph
+        while il >= 0:
+            if il == n_all:
+                need = g.output + max(out_phase - graph, 0)
+            else:
+                need = (
+                    g.layer[il]
+                    + (g.experts[il] if with_experts else 0)
+                    + (kv_layer[il] if il < len(kv_layer) else 0)
+                )
+            if need > room:
+                break
+            room -= need
+            where[il] = gi
+            il -= 1
+        if where[n_all] < 0:
+            break  # the output layer must sit on the last GPU (it cannot be split)
+    # llama.cpp offloads the last ngl layers: keep only the contiguous tail
+    first_cpu = max((i for i in range(n_all + 1) if where[i] < 0), default=-1)
+    for i in range(first_cpu + 1):
+        where[i] = -1
+    counts = [float(sum(1 for d in where if d == gi)) for gi in range(len(gpus))]
+    return Placement(
+        where,
+        [not with_experts or where[i] < 0 for i in range(n_all)] if m.is_moe else [False] * n_all,
+        counts,
+    )
+
+
+def moe_upgrade(g: Layered, pl: Placement, uses: list[DeviceUse]) -> Placement:
+    """--fit's step 4: with all dense parts on the GPUs, give each GPU the experts of as many of
+    its own blocks as still fit, front to back. ``uses``: :func:`device_uses` of ``pl``."""
+    experts_cpu = list(pl.experts_cpu)
+    room = [u.budget_bytes - u.total_bytes for u in uses[:-1]]
+    for il in range(len(g.layer)):
+        d = pl.where[il]
+        if d >= 0 and experts_cpu[il] and g.experts[il] <= room[d]:
+            room[d] -= g.experts[il]
+            experts_cpu[il] = False
+    return Placement(pl.where, experts_cpu, pl.tensor_split)

@@ -1,0 +1,2 @@
+"""The parent side of quantization: job specs, checks before writing, clean-up, the stored run,
+importance matrices."""

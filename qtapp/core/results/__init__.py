@@ -1,0 +1,2 @@
+"""Everything measured, kept: the SQLite store, start-up recovery, comparison rows, Pareto
+frontier, exports and report charts."""

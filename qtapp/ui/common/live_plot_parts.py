@@ -1,0 +1,90 @@
+"""Parts of :mod:`qtapp.ui.common.live_plot`: the integer axis, the uncertainty band and the shared
+redraw timer that repaints one chart per event-loop turn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+import shiboken6
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import QApplication
+
+
+class IntegerAxis(pg.AxisItem):
+    """An axis that only labels whole numbers (chunks, repetitions)."""
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, ANN001, ANN201 - pyqtgraph API
+        levels = super().tickValues(minVal, maxVal, size)
+        out = []
+        for spacing, values in levels:
+            if spacing < 1:
+                continue
+            out.append((spacing, [v for v in values if float(v).is_integer()]))
+        if not out:
+            lo, hi = int(np.ceil(minVal)), int(np.floor(maxVal))
+            out = [(1.0, list(range(lo, hi + 1)))]
+        return out
+
+
+class Band(pg.FillBetweenItem):
+    """The uncertainty band: a translucent fill, drawn without antialiasing (cheaper, and its
+    edges are invisible at this alpha anyway)."""
+
+    def paint(self, p: QPainter, *args: object) -> None:  # noqa: D102 - Qt override
+        p.setRenderHint(QPainter.Antialiasing, False)
+        super().paint(p, *args)
+
+
+class RedrawQueue(QObject):
+    """Redraws at most one changed chart per tick, round robin, for every LivePlot alive."""
+
+    TICK_MS = 60
+
+    def __init__(self) -> None:
+        super().__init__(QApplication.instance())
+        self.plots: list[Any] = []  # LivePlot
+        self._next = 0
+        self.timer = QTimer(self)
+        self.timer.setInterval(self.TICK_MS)
+        self.timer.timeout.connect(self.tick)
+        self.timer.start()
+
+    def tick(self) -> None:
+        n = len(self.plots)
+        for i in range(n):
+            plot = self.plots[(self._next + i) % n]
+            if not shiboken6.isValid(plot):
+                self.remove(plot)
+                return
+            if plot.dirty():
+                self._next = (self._next + i + 1) % n
+                plot.redraw()
+                return
+
+    def remove(self, plot: Any) -> None:
+        if plot in self.plots:
+            self.plots.remove(plot)
+
+
+_queue: RedrawQueue | None = None
+
+
+def redraw_queue() -> RedrawQueue:
+    global _queue
+    if _queue is None:
+        _queue = RedrawQueue()
+        _queue.destroyed.connect(_forget_queue)
+    return _queue
+
+
+def _forget_queue(*_: object) -> None:
+    global _queue
+    _queue = None
+
+
+def remove_from_queue(plot: Any) -> None:
+    if _queue is not None:
+        _queue.remove(plot)

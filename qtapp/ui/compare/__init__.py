@@ -1,0 +1,1 @@
+"""The Compare page: the table, charts, budget panel and exports."""

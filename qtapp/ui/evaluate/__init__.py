@@ -1,0 +1,1 @@
+"""The Evaluate page: controls, live curves and the memory-in-use panel."""

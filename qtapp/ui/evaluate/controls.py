@@ -1,0 +1,189 @@
+"""The Evaluate page's left-hand panel: models, base, text, chunks, speed, Start and Cancel."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from qtapp.core.evaluate.base_cache import cache_size, clear_cache
+from qtapp.ui.quantize.options import PathField
+
+GGUF_FILTER = "GGUF models (*.gguf);;All files (*)"
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+class EvalControls(QWidget):
+    """Inputs of an evaluation. ``start`` and ``cancel`` are the buttons' requests."""
+
+    start = Signal()
+    cancel = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+
+        models_box = QGroupBox("Models to evaluate")
+        mv = QVBoxLayout(models_box)
+        self.models = QListWidget()
+        self.models.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.models.setMinimumHeight(70)
+        self.models.setMaximumHeight(130)
+        self.models.setToolTip("Each model is evaluated in turn; their curves overlay.")
+        mv.addWidget(self.models)
+        row = QHBoxLayout()
+        add = QPushButton("Add…")
+        add.clicked.connect(self._add_models)
+        remove = QPushButton("Remove")
+        remove.clicked.connect(self._remove_selected)
+        row.addWidget(add)
+        row.addWidget(remove)
+        row.addStretch(1)
+        mv.addLayout(row)
+        outer.addWidget(models_box)
+
+        box = QGroupBox("Settings")
+        form = QFormLayout(box)
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+        self.base = PathField(
+            "none: no KL divergence", False, "Base (reference) model", GGUF_FILTER, clearable=True
+        )
+        self.base.setToolTip(
+            "The F16/BF16 source. Its token probabilities are computed once "
+            "and cached, then every model is compared with them."
+        )
+        form.addRow("Base model", self.base)
+        self.text = PathField(
+            "bundled: KJV Genesis and Exodus (public domain)",
+            False,
+            "Evaluation text",
+            "Text (*.txt *.raw);;All files (*)",
+            clearable=True,
+        )
+        form.addRow("Text", self.text)
+        self.ctx = QSpinBox()
+        self.ctx.setRange(16, 32768)
+        self.ctx.setValue(512)
+        self.ctx.setSuffix(" tokens")
+        form.addRow("Context", self.ctx)
+        self.chunks = QSpinBox()
+        self.chunks.setRange(0, 100000)
+        self.chunks.setSpecialValueText("all")
+        self.chunks.setValue(0)
+        self.chunks.setToolTip("Chunks of the text to score (0 = all). Fewer for a quick look.")
+        form.addRow("Chunks", self.chunks)
+        self.speed = QCheckBox("Measure pp512 and tg128 speed")
+        self.speed.setChecked(True)
+        form.addRow("", self.speed)
+        self.reps = QSpinBox()
+        self.reps.setRange(1, 50)
+        self.reps.setValue(5)
+        form.addRow("Speed repetitions", self.reps)
+        self.threads = QSpinBox()
+        self.threads.setRange(0, 512)
+        self.threads.setSpecialValueText(f"auto ({os.cpu_count() or 1})")
+        form.addRow("Threads", self.threads)
+        outer.addWidget(box)
+
+        buttons = QHBoxLayout()
+        self.start_btn = QPushButton("Start")
+        self.start_btn.setDefault(True)
+        self.start_btn.clicked.connect(self.start.emit)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel.emit)
+        buttons.addWidget(self.start_btn)
+        buttons.addWidget(self.cancel_btn)
+        outer.addLayout(buttons)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        outer.addWidget(self.progress)
+        self.status = QLabel("Choose models and press Start.")
+        self.status.setWordWrap(True)
+        outer.addWidget(self.status)
+
+        cache_row = QHBoxLayout()
+        self.cache_label = QLabel()
+        clear = QPushButton("Clear cache")
+        clear.setToolTip("Delete the cached base-model probabilities (recomputed when needed).")
+        clear.clicked.connect(self._clear_cache)
+        cache_row.addWidget(self.cache_label, 1)
+        cache_row.addWidget(clear)
+        outer.addLayout(cache_row)
+        outer.addStretch(1)
+        self.refresh_cache_size()
+
+    def add_section(self, widget: QWidget) -> None:
+        """Put ``widget`` under the controls (above the stretch that keeps them at the top)."""
+        outer = self.layout()
+        outer.insertWidget(outer.count() - 1, widget)
+
+    # -- models ----------------------------------------------------------------------------
+    def model_paths(self) -> list[Path]:
+        return [Path(self.models.item(i).data(Qt.UserRole)) for i in range(self.models.count())]
+
+    def _add_item(self, path: Path) -> None:
+        item = QListWidgetItem(path.name)
+        item.setData(Qt.UserRole, str(path))
+        item.setToolTip(str(path))
+        self.models.addItem(item)
+
+    def set_models(self, paths: list[Path]) -> None:
+        self.models.clear()
+        for p in paths:
+            self._add_item(Path(p))
+
+    def add_model(self, path: Path) -> None:
+        if str(path) not in {str(p) for p in self.model_paths()}:
+            self._add_item(Path(path))
+
+    def _add_models(self) -> None:
+        if os.environ.get("QUANTLENS_NO_DIALOGS"):
+            return
+        chosen, _ = QFileDialog.getOpenFileNames(self, "Models to evaluate", "", GGUF_FILTER)
+        for c in chosen:
+            self.add_model(Path(c))
+
+    def _remove_selected(self) -> None:
+        for item in self.models.selectedItems():
+            self.models.takeItem(self.models.row(item))
+
+    # -- state -----------------------------------------------------------------------------
+    def set_running(self, running: bool) -> None:
+        self.start_btn.setEnabled(not running)
+        self.cancel_btn.setEnabled(running)
+
+    def refresh_cache_size(self) -> None:
+        self.cache_label.setText(f"Base-model cache: {human_bytes(cache_size())}")
+
+    def _clear_cache(self) -> None:
+        freed = clear_cache()
+        self.refresh_cache_size()
+        self.status.setText(f"Cleared {human_bytes(freed)} of cached base probabilities.")

@@ -1,0 +1,1 @@
+"""The Fit page: controls, the fit table, device bars, the model card and the exact-figure jobs."""

@@ -1,0 +1,139 @@
+"""llama.cpp's exact figures for the Fit page, fetched in worker children.
+
+One ``dry_quantize_many`` job sizes every target's weights; one ``dry_load`` job per context
+setting gives the KV / compute sizes. Results are cached by :mod:`qtapp.core.fit.exact` and kept
+in :attr:`ExactFigureJobs.weights` / :attr:`ExactFigureJobs.exact` for the planner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, Signal
+
+from qtapp.core.fit import exact as fit_exact
+from qtapp.core.fit.kv_model import ContextSettings
+from qtapp.core.fit.plan import Weights
+from qtapp.core.fit.quants import Recipe
+from qtapp.core.gguf.model import ModelInfo
+from qtapp.core.jobs.events import Failed, Finished, Progress
+from qtapp.core.jobs.job import JobSpec
+from qtapp.ui.common.workers import JobRunner
+
+log = logging.getLogger(__name__)
+
+
+class ExactFigureJobs(QObject):
+    """``updated`` fires when new figures arrived (replan); ``status`` carries a line to show."""
+
+    updated = Signal()
+    status = Signal(str)
+
+    def __init__(self, settings: Callable[[], ContextSettings], parent: QObject) -> None:
+        super().__init__(parent)
+        self._settings = settings  # the context settings the page shows now
+        self.model: ModelInfo | None = None
+        self.recipes: dict[str, Recipe] = {}
+        self.weights: dict[str, Weights] = {}
+        self.exact: dict[ContextSettings, fit_exact.ExactFigures] = {}
+        self._weights_job: JobRunner | None = None
+        self._memory_job: JobRunner | None = None
+
+    def open(self, m: ModelInfo, recipes: dict[str, Recipe], targets: list[str]) -> None:
+        """A new model: forget the old figures and take the cached weights of ``targets``."""
+        self.model = m
+        self.recipes = recipes
+        self.weights = {}
+        self.exact = {}
+        for t in targets:
+            hit = fit_exact.cached_weights(m, t, recipes.get(t))
+            if hit is not None:
+                self.weights[t] = hit
+
+    @property
+    def sizing_weights(self) -> bool:
+        return self._weights_job is not None
+
+    def is_busy(self) -> bool:
+        return self._weights_job is not None or self._memory_job is not None
+
+    def request_weights(self, targets: list[str]) -> bool:
+        """Size the targets not known yet; True when a job started."""
+        m = self.model
+        if m is None or self._weights_job is not None:
+            return False
+        missing = [t for t in targets if t not in self.weights]
+        if not missing:
+            return False
+        spec = JobSpec(
+            "dry_quantize_many",
+            {
+                "model": str(m.path),
+                "targets": missing,
+                "allow_requantize": True,
+                "n_layer": m.n_layer,
+                "user_recipes": [self.recipes[t].to_dict() for t in missing if t in self.recipes],
+            },
+        )
+        runner = JobRunner(spec, self)
+        runner.event.connect(self._on_weights_event)
+        runner.done.connect(lambda ev, mm=m: self._on_weights_done(mm, ev))
+        self._weights_job = runner
+        runner.start()
+        return True
+
+    def _on_weights_event(self, ev: object) -> None:
+        if isinstance(ev, Progress):
+            self.status.emit(f"Sizing with llama.cpp… {ev.fraction:.0%} ({ev.message})")
+
+    def _on_weights_done(self, m: ModelInfo, ev: object) -> None:
+        self._weights_job = None
+        if m is not self.model:
+            return
+        if isinstance(ev, Finished):
+            for t, r in ev.result.get("results", {}).items():
+                self.weights[t] = fit_exact.store_weights(m, t, r, self.recipes.get(t))
+            self.updated.emit()
+        elif isinstance(ev, Failed):
+            log.warning("exact weights failed: %s", ev.message)
+            self.status.emit(f"llama.cpp could not size the targets: {ev.message}")
+
+    def request_memory(self) -> None:
+        """The exact KV / compute sizes of the current settings (one job at a time)."""
+        m = self.model
+        if m is None:
+            return
+        cs = self._settings()
+        if cs in self.exact:
+            return
+        hit = fit_exact.cached_memory(m, cs)
+        if hit is not None:
+            self.exact[cs] = hit
+            self.updated.emit()
+            return
+        if self._memory_job is not None:
+            return  # re-asked when this one finishes
+        runner = JobRunner(JobSpec("dry_load", fit_exact.memory_params(m, cs)), self)
+        runner.done.connect(lambda ev, mm=m, c=cs: self._on_memory_done(mm, c, ev))
+        self._memory_job = runner
+        runner.start()
+
+    def _on_memory_done(self, m: ModelInfo, cs: ContextSettings, ev: object) -> None:
+        self._memory_job = None
+        if m is not self.model:
+            return
+        if isinstance(ev, Finished):
+            self.exact[cs] = fit_exact.store_memory(m, cs, ev.result)
+            self.updated.emit()
+        elif isinstance(ev, Failed):
+            log.warning("exact KV/compute failed: %s", ev.message)
+        if self._settings() != cs:
+            self.request_memory()
+
+    def cancel(self) -> None:
+        for runner in (self._weights_job, self._memory_job):
+            if runner is not None:
+                runner.cancel()
+                runner.wait()
+        self._weights_job = self._memory_job = None

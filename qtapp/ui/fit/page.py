@@ -1,0 +1,337 @@
+"""The Fit page: which quantization of the open model fits the GPUs, at what context and speed.
+
+Every control change replans at once from the instant analytic figures (a plan of ~40 rows takes
+milliseconds); llama.cpp's exact figures (dry-run quantization of every target, a no-alloc load
+for the KV / compute sizes) run in worker children and swap in when they finish, marked "exact".
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from qtapp.core.fit.devices import host_device
+from qtapp.core.fit.measured_speed import MeasuredSpeeds, measured_speeds, speed_caption
+from qtapp.core.fit.plan import Plan, PlanInputs, PlanRow, make_plan, targets_for
+from qtapp.core.fit.quality_order import METRIC_NAMES, QualityOrder, measured_order
+from qtapp.core.fit.quants import Recipe
+from qtapp.core.gguf.model import ModelInfo, read_model
+from qtapp.ui.common.background import BackgroundCall
+from qtapp.ui.common.banner import Banner
+from qtapp.ui.common.context import AppContext
+from qtapp.ui.common.elided_label import ElidedLabel
+from qtapp.ui.fit.controls import FitControls
+from qtapp.ui.fit.device_bars import DeviceBars
+from qtapp.ui.fit.exact_jobs import ExactFigureJobs
+from qtapp.ui.fit.model_card import ModelCard, human_bytes
+from qtapp.ui.fit.table import MEASURED_MARK, FitTable
+
+log = logging.getLogger(__name__)
+EXACT_DELAY_MS = 350  # settle time before asking llama.cpp for a settings change
+CAPTION = "Memory in GiB per device: weights + KV cache + compute + CUDA overhead. ★ recommended."
+
+
+class Page(QWidget):
+    key = "fit"
+    title = "Fit"
+
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.model: ModelInfo | None = None
+        self.plan: Plan | None = None
+        self.host = host_device(ctx.hardware)
+        self.recipes: dict[str, Recipe] = {}  # the user's saved recipes, read at model open
+        self.quality = QualityOrder()  # measured order from the results store, read at open
+        self.speeds = MeasuredSpeeds()  # measured tokens/s from the results store, read at open
+        self._loader: BackgroundCall | None = None
+        self.last_plan_ms = 0.0
+        self._build()
+        self._replan_timer = QTimer(self, singleShot=True, interval=0)
+        self._replan_timer.timeout.connect(self.replan)
+        self.figures = ExactFigureJobs(self.controls.settings, self)
+        self.figures.updated.connect(self._replan_timer.start)
+        self.figures.status.connect(self.exact_label.setText)
+        self._exact_timer = QTimer(self, singleShot=True, interval=EXACT_DELAY_MS)
+        self._exact_timer.timeout.connect(self.figures.request_memory)
+        self.controls.changed.connect(self._on_settings)
+        ctx.model_changed.connect(self.open_model)
+        ctx.hardware_changed.connect(self._on_hardware)
+        if ctx.hardware is not None:
+            self._on_hardware(ctx.hardware)
+        if ctx.model_path is not None:
+            self.open_model(ctx.model_path)
+
+    # -- layout ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(16, 12, 16, 12)
+        root.setSpacing(10)
+        top = QHBoxLayout()
+        heading = QLabel("Fit")
+        f = heading.font()
+        f.setPointSizeF(f.pointSizeF() * 1.5)
+        f.setBold(True)
+        heading.setFont(f)
+        top.addWidget(heading)
+        self.path_label = ElidedLabel("Open a GGUF model to see which quantization fits.")
+        self.path_label.setStyleSheet("color: palette(placeholder-text);")
+        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        top.addWidget(self.path_label, 1)
+        self.open_button = QPushButton("Open model…")
+        self.open_button.clicked.connect(self._choose_file)
+        top.addWidget(self.open_button)
+        root.addLayout(top)
+        self.banner = Banner()
+        root.addWidget(self.banner)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        left_l = QVBoxLayout(left)
+        left_l.setContentsMargins(0, 0, 6, 0)
+        self.card = ModelCard()
+        self.controls = FitControls()
+        left_l.addWidget(self.card)
+        left_l.addWidget(self.controls)
+        left_l.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # as wide as the controls need next to a vertical scroll bar: no sideways scrolling
+        room = left.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(max(360, room + 4))
+        split.addWidget(scroll)
+        right = QWidget()
+        right_l = QVBoxLayout(right)
+        right_l.setContentsMargins(6, 0, 0, 0)
+        caption = self.caption = QLabel(CAPTION)
+        caption.setWordWrap(True)
+        caption.setStyleSheet("color: palette(placeholder-text);")
+        right_l.addWidget(caption)
+        self.table = FitTable()
+        self.table.row_selected.connect(self._on_row)
+        right_l.addWidget(self.table, 1)
+        self.bars = DeviceBars()
+        right_l.addWidget(self.bars)
+        bottom = QHBoxLayout()
+        self.exact_label = QLabel("")
+        self.exact_label.setWordWrap(True)
+        self.exact_label.setStyleSheet("color: palette(placeholder-text);")
+        bottom.addWidget(self.exact_label, 1)
+        self.quantize_button = QPushButton("Quantize selected…")
+        self.quantize_button.setEnabled(False)
+        self.quantize_button.setToolTip("Queue the selected types on the Quantize page.")
+        self.quantize_button.clicked.connect(self.quantize_selected)
+        bottom.addWidget(self.quantize_button)
+        right_l.addLayout(bottom)
+        split.addWidget(right)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([scroll.minimumWidth(), 900])
+        root.addWidget(split, 1)
+
+    # -- model ----------------------------------------------------------------------------------
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a GGUF model", "", "GGUF models (*.gguf);;All files (*)"
+        )
+        if path:
+            self.ctx.open_model(path)
+
+    def open_model(self, path: object) -> None:
+        path = Path(str(path))
+        self.path_label.setText(f"Reading {path.name}…")
+        self.figures.cancel()
+        call = BackgroundCall(lambda _c: _read_for_plan(path), "fit-read", self)
+        call.finished.connect(self._on_model_read)
+        call.failed.connect(self._on_model_failed)
+        self._loader = call.start()
+
+    def _is_stale(self) -> bool:
+        """A read of a file opened before the latest one: its result must not overwrite it."""
+        sender = self.sender()
+        return isinstance(sender, BackgroundCall) and sender is not self._loader
+
+    def _on_model_failed(self, message: str) -> None:
+        if self._is_stale():
+            return
+        self.model = None
+        self.plan = None
+        self.path_label.setText("No model open.")
+        self.path_label.setToolTip("")
+        self.banner.set_message("error", "This file cannot be planned", message)
+        self.card.clear()  # the previous model's figures would read as this file's
+        self.table.clear()
+        self.exact_label.setText("")
+        self.quantize_button.setEnabled(False)
+
+    def _on_model_read(self, got: object) -> None:
+        if self._is_stale():
+            return
+        if isinstance(got, tuple):  # (model, recipes, quality order, speeds) from the reader
+            m, self.recipes, self.quality, self.speeds = got
+        else:
+            m, self.recipes, self.quality, self.speeds = got, {}, QualityOrder(), MeasuredSpeeds()
+        assert isinstance(m, ModelInfo)
+        self.model = m
+        self.path_label.setText(str(m.path))
+        self.path_label.setToolTip(str(m.path))
+        self.card.set_model(m)
+        self.controls.set_max_context(m.n_ctx_train)
+        self.controls.blockSignals(True)
+        self.controls.set_context(min(m.n_ctx_train or 4096, 8192))
+        self.controls.blockSignals(False)
+        self.figures.open(m, self.recipes, self._targets())
+        self.replan()
+        self._request_weights()
+        self.figures.request_memory()
+
+    def _on_hardware(self, report: Any) -> None:
+        self.host = host_device(report)
+        self.controls.set_hardware(report)
+
+    # -- planning -------------------------------------------------------------------------------
+    def _on_settings(self) -> None:
+        self._replan_timer.start()
+        self._exact_timer.start()
+
+    def inputs(self) -> PlanInputs | None:
+        if self.model is None:
+            return None
+        return PlanInputs(
+            self.model,
+            self.controls.settings(),
+            self.controls.gpus(),
+            self.controls.host(self.host),
+            margin=self.controls.margin_bytes(),
+            weights=self.figures.weights,
+            exact=self.figures.exact,
+            quality=self.quality,
+            recipes=self.recipes,
+            speeds=self.speeds,
+        )
+
+    def _targets(self) -> list[str]:
+        assert self.model is not None
+        return targets_for(self.model, self.recipes, self.quality)
+
+    def replan(self) -> None:
+        import time
+
+        inp = self.inputs()
+        if inp is None:
+            return
+        t0 = time.perf_counter()
+        self.plan = make_plan(inp)
+        self.table.set_plan(self.plan)
+        self._update_caption(self.plan)
+        self.last_plan_ms = (time.perf_counter() - t0) * 1000
+        self._show_recommendation(self.plan)
+        self._update_exact_label()
+        self.quantize_button.setEnabled(True)
+
+    def _update_caption(self, plan: Plan) -> None:
+        text = CAPTION
+        if plan.quality.source == "measured":
+            metric = METRIC_NAMES.get(plan.quality.metric, plan.quality.metric)
+            text += f" {MEASURED_MARK} ranked by your measured {metric}."
+        if any(r.user_recipe for r in plan.rows):
+            text += " Italics: your recipes."
+        text += " " + speed_caption(plan)
+        if self.caption.text() != text:
+            self.caption.setText(text)
+
+    def _show_recommendation(self, plan: Plan) -> None:
+        gpus = [d for d in plan.devices if d.is_gpu]
+        where = ("what-if " if self.controls.is_what_if() else "") + (
+            f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}" if gpus else "the CPU only"
+        )
+        if plan.recommended is None:
+            self.banner.set_message("error", f"Nothing fits on {where}", plan.why)
+            return
+        row = plan.row(plan.recommended)
+        level = "info" if row is not None and row.verdict == "fits" else "warning"
+        ctx_text = f" · up to {plan.recommended_ctx:,} tokens" if plan.recommended_ctx else ""
+        self.banner.set_message(
+            level, f"Recommended for {where}: {plan.recommended}{ctx_text}", plan.why
+        )
+
+    def _on_row(self, row: PlanRow | None) -> None:
+        if row is None:
+            self.bars.set_devices([], "")
+            return
+        name = "the current file" if row.type == "current" else row.type
+        self.bars.set_devices(
+            row.devices,
+            f"Memory per device for {name} ({human_bytes(row.weights_bytes)} of weights)",
+        )
+
+    # -- exact figures ---------------------------------------------------------------------------
+    def _request_weights(self) -> None:
+        if self.model is not None and self.figures.request_weights(self._targets()):
+            self._update_exact_label()
+
+    def _update_exact_label(self) -> None:
+        if self.model is None or self.plan is None:
+            return
+        n_exact = sum(1 for r in self.plan.rows if r.weights_exact)
+        mem = "exact" if self.controls.settings() in self.figures.exact else "estimated"
+        busy = " · llama.cpp is sizing the rest…" if self.figures.sizing_weights else ""
+        self.exact_label.setText(
+            f"Weights exact for {n_exact} of {len(self.plan.rows)} rows; KV and compute {mem}"
+            f"{busy}."
+        )
+
+    def is_busy(self) -> bool:
+        return self.figures.is_busy()
+
+    # -- actions ----------------------------------------------------------------------------------
+    def quantize_selected(self) -> None:
+        if self.model is None:
+            return
+        types = [t for t in self.table.selected_types() if t != "current"]
+        if not types and self.plan is not None and self.plan.recommended:
+            types = [self.plan.recommended]
+        self.ctx.navigate.emit("quantize")
+        window = self.window()
+        page = getattr(window, "pages", {}).get("quantize") if window is not None else None
+        if page is not None and hasattr(page, "queue_from_fit") and types:
+            page.queue_from_fit(self.model.path, types)
+        self.ctx.status.emit(f"Queued {', '.join(types)} for quantization." if types else "")
+
+    def shutdown(self) -> None:
+        self._replan_timer.stop()
+        self._exact_timer.stop()
+        self.figures.cancel()
+        if self._loader is not None:
+            self._loader.wait()
+
+
+def _read_for_plan(
+    path: Path,
+) -> tuple[ModelInfo, dict[str, Recipe], QualityOrder, MeasuredSpeeds]:
+    """In a background thread: the model's header, the user's recipes, the quality order and the
+    speeds measured for this model (the results store is read once per open, not per replan)."""
+    m = read_model(path)
+    try:
+        from qtapp.core.fit.recipes_store import load_user_recipes
+
+        recipes = load_user_recipes()
+    except OSError as exc:
+        log.warning("could not read the user's recipes: %s", exc)
+        recipes = {}
+    return m, recipes, measured_order(m, recipes), measured_speeds(m, recipes)

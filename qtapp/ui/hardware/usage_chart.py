@@ -1,0 +1,148 @@
+"""A live chart of VRAM in use and utilisation per GPU (host RAM when there is no GPU).
+
+:meth:`UsageChart.add_report` only appends to arrays; a timer redraws (pyqtgraph's
+scrolling-plot pattern), so a burst of reports never costs more than one redraw per tick.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QHBoxLayout, QWidget
+
+from qtapp.core.hardware.probe import GIB, HardwareReport
+
+PALETTE = ["#2f7de1", "#e8590c", "#2b8a3e", "#9c36b5", "#c92a2a", "#0b7285", "#e67700", "#5c940d"]
+#: points kept per curve: 10 minutes at one a second
+HISTORY = 600
+
+
+@dataclass
+class _Series:
+    label: str
+    color: str
+    xs: list[float] = field(default_factory=list)
+    mem: list[float] = field(default_factory=list)
+    util: list[float] = field(default_factory=list)
+
+    def append(self, x: float, mem: float | None, util: float | None) -> None:
+        self.xs.append(x)
+        self.mem.append(float("nan") if mem is None else mem)
+        self.util.append(float("nan") if util is None else util)
+        if len(self.xs) > HISTORY:
+            del self.xs[0], self.mem[0], self.util[0]
+
+
+class UsageChart(QWidget):
+    """Two plots side by side: memory in use (GiB) and utilisation (%), one curve per GPU."""
+
+    def __init__(self, parent: QWidget | None = None, redraw_ms: int = 250) -> None:
+        super().__init__(parent)
+        pg.setConfigOptions(antialias=True)
+        dark = self.palette().window().color().lightness() < 128
+        background = self.palette().base().color()
+        foreground = "#cfd2d6" if dark else "#30343a"
+        self._foreground = foreground
+        self.mem_plot = self._make_plot("VRAM in use", "GiB", background, foreground)
+        self.util_plot = self._make_plot("GPU utilisation", "%", background, foreground)
+        self.util_plot.setYRange(0, 100, padding=0.05)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(10)
+        layout.addWidget(self.mem_plot, 1)
+        layout.addWidget(self.util_plot, 1)
+        self.setFixedHeight(210)
+        self._t0 = time.monotonic()
+        self._series: dict[str, _Series] = {}
+        self.mem_curves: dict[str, pg.PlotDataItem] = {}
+        self.util_curves: dict[str, pg.PlotDataItem] = {}
+        self._mem_ceiling = 0.0
+        self._dirty = False
+        self._timer = QTimer(self)
+        self._timer.setInterval(redraw_ms)
+        self._timer.timeout.connect(self.redraw)
+        self._timer.start()
+
+    @staticmethod
+    def _make_plot(title: str, unit: str, background: object, foreground: str) -> pg.PlotWidget:
+        plot = pg.PlotWidget(background=background)
+        plot.setTitle(title, color=foreground, size="10.5pt")
+        plot.setLabel("left", unit, color=foreground)
+        plot.setLabel("bottom", "time", units="s", color=foreground)
+        plot.showGrid(x=True, y=True, alpha=0.18)
+        plot.setMenuEnabled(False)
+        plot.setMouseEnabled(x=False, y=False)
+        plot.hideButtons()
+        for axis in ("left", "bottom"):
+            plot.getAxis(axis).setTextPen(foreground)
+        plot.addLegend(offset=(8, 8), labelTextColor=foreground)
+        plot.setDownsampling(mode="peak")
+        plot.setClipToView(True)
+        return plot
+
+    def _series_for(self, key: str, label: str, dashed: bool = False) -> _Series:
+        series = self._series.get(key)
+        if series is None:
+            color = "#868e96" if dashed else PALETTE[len(self._series) % len(PALETTE)]
+            series = _Series(label, color)
+            self._series[key] = series
+            style = {"width": 2, "color": color}
+            pen = (
+                pg.mkPen(**style, style=pg.QtCore.Qt.PenStyle.DashLine)
+                if dashed
+                else pg.mkPen(**style)
+            )
+            self.mem_curves[key] = self.mem_plot.plot([], [], pen=pen, name=label)
+            if not dashed:
+                self.util_curves[key] = self.util_plot.plot([], [], pen=pen, name=label)
+        return series
+
+    def add_report(self, report: HardwareReport) -> None:
+        """Append one sample per GPU (or of host RAM without GPUs); drawn on the next tick."""
+        x = time.monotonic() - self._t0
+        for gpu in report.gpus:
+            key = gpu.uuid or f"index {gpu.index}"
+            series = self._series_for(key, f"GPU {gpu.index}")
+            used = None if gpu.used_bytes is None else gpu.used_bytes / GIB
+            series.append(x, used, gpu.utilization_gpu_pct)
+            self._mem_ceiling = max(self._mem_ceiling, (gpu.total_bytes or 0) / GIB)
+        host = report.host
+        if (
+            not report.gpus
+            and host
+            and host.ram_total_bytes
+            and host.ram_available_bytes is not None
+        ):
+            series = self._series_for("host", "Host RAM", dashed=True)
+            series.append(x, (host.ram_total_bytes - host.ram_available_bytes) / GIB, None)
+            self._mem_ceiling = max(self._mem_ceiling, host.ram_total_bytes / GIB)
+        self._dirty = True
+
+    def redraw(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        for key, series in self._series.items():
+            self.mem_curves[key].setData(series.xs, series.mem, connect="finite")
+            if key in self.util_curves:
+                self.util_curves[key].setData(series.xs, series.util, connect="finite")
+        has_gpus = bool(self.util_curves)
+        self.util_plot.setVisible(has_gpus)  # no GPU: nothing to show there
+        title = "VRAM in use" if has_gpus else "Host RAM in use"
+        self.mem_plot.setTitle(title, color=self._foreground, size="10.5pt")
+        if self._mem_ceiling:
+            self.mem_plot.setYRange(0, self._mem_ceiling, padding=0.05)
+
+    def point_count(self, key: str | None = None) -> int:
+        """Points drawn in the memory curve of ``key`` (the first series when None)."""
+        if not self.mem_curves:
+            return 0
+        curve = self.mem_curves[key] if key is not None else next(iter(self.mem_curves.values()))
+        xs, _ = curve.getData()
+        return 0 if xs is None else len(xs)
+
+    def stop(self) -> None:
+        self._timer.stop()

@@ -1,0 +1,1 @@
+"""The Models page: GGUF files found on this computer."""

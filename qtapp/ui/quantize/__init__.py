@@ -1,0 +1,1 @@
+"""The Quantize page: type picker, options, the job list and the recipe editor."""
