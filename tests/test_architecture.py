@@ -170,4 +170,3 @@ def test_core_is_split_by_domain() -> None:
 def test_every_module_opens_with_a_docstring(module: str) -> None:
     doc = ast.get_docstring(ast.parse(modules()[module].read_text(encoding="utf-8")))
     assert doc and doc.strip().splitlines()[0].strip(), f"{module} has no opening docstring"
-

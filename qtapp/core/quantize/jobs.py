@@ -32,6 +32,7 @@ from qtapp.core.quantize.outputs import (  # noqa: F401 - re-exported for the pa
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class QuantizeOptions:
     """Everything a quantize job takes besides source and target (CLI flags, page options)."""

@@ -29,6 +29,7 @@ class ExportSource(Protocol):
 
     def chart(self, which: str) -> Any: ...
 
+
 TABLE_FORMATS = {
     "csv": ("CSV table", "CSV (*.csv)", ".csv"),
     "json": ("JSON (table, metrics, settings)", "JSON (*.json)", ".json"),
