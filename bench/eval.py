@@ -333,7 +333,8 @@ def main() -> int:
         "",
         f"Speed sd: QuantLens pp {ql_speed['pp_tps_sd']:.2f}, tg {ql_speed['tg_tps_sd']:.2f}; "
         f"llama-bench pp {pp['stddev_ts']:.2f}, tg {tg['stddev_ts']:.2f} t/s ({args.reps} reps "
-        f"each, warm-up excluded; best of {args.rounds} alternating rounds per tool). llama.cpp's printed figures have 4-6 significant digits, so a "
+        f"each, warm-up excluded; best of {args.rounds} alternating rounds per tool). "
+        "llama.cpp's printed figures have 4-6 significant digits, so a "
         "relative difference under about 0.005 % is rounding.",
         "",
         "Where a speed ratio misses its target, compare with a bare ctypes loop: 128 single-token "

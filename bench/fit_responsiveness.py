@@ -1,4 +1,6 @@
-"""How fast does the Fit page follow its controls? Milliseconds from a control change to a repainted table.
+"""How fast does the Fit page follow its controls? Milliseconds from a control to a repaint.
+
+One step runs from a control change to a repainted table.
 
     python3 bench/fit_responsiveness.py [--steps 20]
 

@@ -287,14 +287,16 @@ def write_section(rows: list[dict[str, object]], reps: int) -> None:
         "`llama_model_quantize` call alone, against llama-quantize's whole process CPU. Times "
         "are the best of the runs.",
         "",
-        "| case | llama-quantize call / wall / CPU (s) | QuantLens call / wall / CPU / call CPU (s) "
+        "| case | llama-quantize call / wall / CPU (s) "
+        "| QuantLens call / wall / CPU / call CPU (s) "
         "| call ratio | wall ratio | CPU ratio | call-CPU ratio | output bytes | byte-identical |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['ref_call']:.2f} / {r['ref_wall']:.2f} / {r['ref_cpu']:.2f} | "
-            f"{r['ql_call']:.2f} / {r['ql_wall']:.2f} / {r['ql_cpu']:.2f} / {r['ql_call_cpu']:.2f} | "
+            f"{r['ql_call']:.2f} / {r['ql_wall']:.2f} / {r['ql_cpu']:.2f} / "
+            f"{r['ql_call_cpu']:.2f} | "
             f"{r['ratio_call']:.3f} | {r['ratio_wall']:.3f} | {r['ratio_cpu']:.3f} | "
             f"{r['ratio_call_cpu']:.3f} | "
             f"{r['bytes']:,} | {'yes' if r['identical'] else 'NO'} |"
@@ -314,7 +316,8 @@ def write_section(rows: list[dict[str, object]], reps: int) -> None:
         f"The whole job adds a fixed {min(overhead):.2f}-{max(overhead):.2f} s of wall time "
         "(Python worker start and imports about 0.3 s, the dry run about 0.13 s, the free-space "
         "and writability checks, the rename): on this 270M model's 2-6 s jobs the wall ratio is "
-        f"{min(wall):.2f}-{max(wall):.2f}x, for a 7B model (minutes per quant) it would be under 1.01x (not measured here).",
+        f"{min(wall):.2f}-{max(wall):.2f}x, for a 7B model (minutes per quant) it would be under "
+        "1.01x (not measured here).",
     ]
     lines += [
         "",

@@ -170,3 +170,24 @@ def test_core_is_split_by_domain() -> None:
 def test_every_module_opens_with_a_docstring(module: str) -> None:
     doc = ast.get_docstring(ast.parse(modules()[module].read_text(encoding="utf-8")))
     assert doc and doc.strip().splitlines()[0].strip(), f"{module} has no opening docstring"
+
+
+#: a core function longer than this needs its reason in a ``# long: why`` comment above it
+MAX_FUNCTION_LINES = 60
+
+
+def test_long_core_functions_say_why() -> None:
+    unexplained = []
+    for module, path in modules().items():
+        if not _within(module, "qtapp.core"):
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            above = lines[first - 2].strip() if first >= 2 else ""
+            if length > MAX_FUNCTION_LINES and not above.startswith("# long:"):
+                unexplained.append(f"{module}.{node.name}: {length} lines")
+    assert unexplained == []

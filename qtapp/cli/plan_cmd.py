@@ -9,18 +9,16 @@ import sys
 from qtapp.core.errors import QuantLensError
 from qtapp.core.fit.devices import (
     MIB,
-    Device,
     host_device,
     parse_gpu_spec,
-    parse_memory_size,
     probe_devices,
 )
 from qtapp.core.fit.kv_model import KV_TYPES, ContextSettings
-from qtapp.core.fit.measured_speed import measured_speeds, speed_caption, speed_text
+from qtapp.core.fit.measured_speed import speed_caption, speed_text
 from qtapp.core.fit.plan import Plan, PlanInputs, make_plan, targets_for
-from qtapp.core.fit.quality_order import METRIC_NAMES, measured_order
-from qtapp.core.fit.quants import ALIASES, QUANT_TYPES, RECIPES, Recipe
-from qtapp.core.gguf.model import read_model
+from qtapp.core.fit.quality_order import METRIC_NAMES
+from qtapp.core.fit.quants import QUANT_TYPES, RECIPES, resolve_target
+from qtapp.core.fit.sources import read_plan_sources, what_if_host
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -65,16 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def _user_recipes() -> dict[str, Recipe]:
-    from qtapp.core.fit.recipes_store import load_user_recipes
-
-    try:
-        return load_user_recipes()
-    except OSError as exc:  # an unreadable config folder costs the user recipes, not the plan
-        print(f"warning: could not read your recipes: {exc}", file=sys.stderr)
-        return {}
-
-
 def _targets(text: str | None, inp: PlanInputs) -> list[str]:
     if not text:
         return targets_for(inp.model, inp.recipes, inp.quality)
@@ -83,18 +71,13 @@ def _targets(text: str | None, inp: PlanInputs) -> list[str]:
         name = raw.strip()
         if not name:
             continue
-        key = ALIASES.get(name.upper(), name.upper())
-        match = (
-            next((r for r in RECIPES if r.upper() == key), None)
-            or (key if key in QUANT_TYPES else None)
-            or next((r for r in inp.recipes if r.upper() == name.upper()), None)
-        )
-        if match is None:
+        try:  # the same resolution as the window and the quantizer
+            out.append(resolve_target(name, inp.recipes).name)
+        except ValueError:
             raise QuantLensError(
                 f"Unknown quant type or recipe {name!r}.",
                 f"Known: {', '.join([*QUANT_TYPES, *RECIPES, *inp.recipes])}.",
-            )
-        out.append(match)
+            ) from None
     if not out:
         raise QuantLensError(f"--types {text!r} names no type.", "Write it like Q4_K_M,Q8_0.")
     return out
@@ -111,17 +94,24 @@ def build_inputs(args: argparse.Namespace) -> tuple[PlanInputs, list[str]]:
         )
     if args.margin < 0:
         raise QuantLensError(f"--margin {args.margin} is negative.", "Use 0 MiB or more.")
-    model = read_model(args.model)
+    src = read_plan_sources(
+        args.model,
+        measured_quality=not getattr(args, "published_order", False),
+        warn=lambda text: print(f"warning: {text}", file=sys.stderr),
+    )
     gpus = parse_gpu_spec(args.gpus) if args.gpus else probe_devices()
-    host = host_device()
-    if args.ram:
-        ram = parse_memory_size(args.ram, "host RAM (--ram)")
-        host = Device("CPU", ram, ram, host.bandwidth, False, "what-if host RAM")
-    recipes = _user_recipes()
-    inp = PlanInputs(model, cs, gpus, host, margin=args.margin * MIB, ngl=args.ngl, recipes=recipes)
-    if not getattr(args, "published_order", False):
-        inp.quality = measured_order(model, recipes)
-    inp.speeds = measured_speeds(model, recipes)
+    host = what_if_host(host_device(), args.ram)
+    inp = PlanInputs(
+        src.model,
+        cs,
+        gpus,
+        host,
+        margin=args.margin * MIB,
+        ngl=args.ngl,
+        recipes=src.recipes,
+        quality=src.quality,
+        speeds=src.speeds,
+    )
     return inp, _targets(args.types, inp)
 
 

@@ -89,8 +89,10 @@ def _attn_proj(
     p: str, d: int, q: int, kvd: int, dt: GGMLQuantizationType, q_rows: int | None = None
 ) -> Tensors:
     """attn_q/k/v/output of one layer; ``q_rows``: attn_q's width where it carries a gate too."""
-    return [(p + "attn_q.weight", (d, q_rows or q), dt), (p + "attn_k.weight", (d, kvd), dt),
-            (p + "attn_v.weight", (d, kvd), dt), (p + "attn_output.weight", (q, d), dt)]  # fmt: skip
+    return [
+        (p + "attn_q.weight", (d, q_rows or q), dt), (p + "attn_k.weight", (d, kvd), dt),
+        (p + "attn_v.weight", (d, kvd), dt), (p + "attn_output.weight", (q, d), dt),
+    ]  # fmt: skip
 
 
 def _qk_norms(p: str, head_dim: int) -> Tensors:
@@ -172,8 +174,10 @@ def write_tiny_qwen3moe(path: str | Path, spec: Qwen3MoeSpec | None = None) -> P
         w.add_file_type(1)
 
     q, kvd, e = s.head_dim * s.n_head, s.head_dim * s.n_head_kv, s.n_expert
-    t: Tensors = [("token_embd.weight", (s.n_embd, nv), F16), ("output_norm.weight", (s.n_embd,), F32),
-                  ("output.weight", (s.n_embd, nv), F16)]  # fmt: skip
+    t: Tensors = [
+        ("token_embd.weight", (s.n_embd, nv), F16), ("output_norm.weight", (s.n_embd,), F32),
+        ("output.weight", (s.n_embd, nv), F16),
+    ]  # fmt: skip
     for i in range(s.n_layer):
         p = f"blk.{i}."
         t += [(p + "attn_norm.weight", (s.n_embd,), F32), *_attn_proj(p, s.n_embd, q, kvd, F16),

@@ -54,3 +54,25 @@ def test_a_job_cancelled_before_it_started_never_starts() -> None:
     events = list(job.events())
     assert len(events) == 1 and isinstance(events[0], Cancelled)
     assert job.pid is None
+
+
+def _niceness(pid: int) -> int:
+    from pathlib import Path
+
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")
+@pytest.mark.parametrize("for_the_window", [True, False])
+def test_the_windows_jobs_yield_the_cpu_to_it(for_the_window: bool) -> None:
+    from qtapp.core.jobs.job import WINDOW_JOB_NICENESS
+
+    job = Job(JobSpec("sleep", {"seconds": 60}), yield_to_window=for_the_window)
+    events = job.events()
+    assert isinstance(next(events), Started)  # the child is past its start-up
+    try:
+        expected = _niceness(os.getpid()) + (WINDOW_JOB_NICENESS if for_the_window else 0)
+        assert _niceness(job.pid) == min(expected, 19)
+    finally:
+        job.cancel()
+    assert isinstance(list(events)[-1], Cancelled)

@@ -101,7 +101,7 @@ def test_split_files_are_read_together(tmp_path: Path, tiny_model: Path) -> None
         read_model(tmp_path / "m-00002-of-00002.gguf")
 
 
-# -- malformed and hostile files --------------------------------------------------------------------
+# -- malformed and hostile files -----------------------------------------------------------------
 def _expect_clear_error(path: Path, match: str) -> None:
     with pytest.raises(QuantLensError, match=match) as info:
         read_model(path)

@@ -180,7 +180,7 @@ def test_a_newer_database_is_refused_with_a_hint(tmp_path: Path) -> None:
     assert err.value.hint
 
 
-# -- comparison, Pareto, budgets ----------------------------------------------------------------------
+# -- comparison, Pareto, budgets -----------------------------------------------------------------
 def test_pareto_front_on_a_hand_made_set() -> None:
     points = [
         (1.0, 0.50, "a"),  # smallest: on the front
@@ -325,7 +325,7 @@ def test_cli_results_lists_exports_and_edits(
         assert len(default.list_runs()) == len(ids) + 1
 
 
-# -- crash safety -------------------------------------------------------------------------------------
+# -- crash safety --------------------------------------------------------------------------------
 def test_leftover_part_files_are_cleaned(tmp_path: Path) -> None:
     out = tmp_path / "quants"
     out.mkdir()

@@ -173,9 +173,9 @@ def test_measured_speeds_shown_and_calibrating_the_rest(  # noqa: ANN001
 ) -> None:
     from types import SimpleNamespace
 
+    from qtapp.core.fit import sources
     from qtapp.core.fit.measured_speed import hardware_record, usable_cores
     from qtapp.core.results.store import ResultsStore
-    from qtapp.ui.fit import page as fit_page
 
     with ResultsStore.open() as store:
         path = tiny_model.parent / "tiny-llama-Q8_0.gguf"
@@ -187,8 +187,8 @@ def test_measured_speeds_shown_and_calibrating_the_rest(  # noqa: ANN001
         metrics.update(n_gpu_layers=0, threads=usable_cores(), ppl=9.0)
         store.finish_run(run, "finished", metrics=metrics)
     reads = []
-    real = fit_page.measured_speeds
-    monkeypatch.setattr(fit_page, "measured_speeds", lambda *a: reads.append(1) or real(*a))
+    real = sources.measured_speeds
+    monkeypatch.setattr(sources, "measured_speeds", lambda *a: reads.append(1) or real(*a))
     _open(qtbot, page, tiny_model)
     model = page.table.model_
     headers = model.headers()

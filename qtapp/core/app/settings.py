@@ -18,11 +18,11 @@ from qtapp.core.app.paths import app_paths
 
 log = logging.getLogger(__name__)
 
-#: the version :meth:`Settings.save` writes; bump it and add a step to ``_MIGRATIONS`` to change fields
+#: the version :meth:`Settings.save` writes;
+#: bump it and add a step to ``_MIGRATIONS`` to change fields
 SETTINGS_VERSION = 2
 MAX_RECENT = 10
 THEMES = ("system", "light", "dark")
-KV_TYPES = ("f16", "q8_0", "q4_0", "f32", "bf16", "q5_0", "q5_1", "q4_1", "iq4_nl")
 
 
 def _default_output_dir() -> str:
@@ -48,7 +48,7 @@ class Settings:
     # -- persistence ---------------------------------------------------------------------------
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:
-        """Read the settings file; defaults if absent, migrated if old, defaults + .bak if corrupt."""
+        """Read the settings: defaults if absent, migrated if old, defaults + .bak if corrupt."""
         path = path or app_paths().settings_file
         if not path.exists():
             return cls()
@@ -87,7 +87,7 @@ class Settings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
-        """Build from a (migrated) dict: unknown keys are ignored, bad values fall back to defaults."""
+        """Build from a (migrated) dict: unknown keys are ignored, bad values become defaults."""
         defaults = cls()
         kwargs: dict[str, Any] = {}
         for f in fields(cls):

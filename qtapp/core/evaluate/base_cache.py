@@ -119,7 +119,8 @@ class BaseCache:
         final = self._chunk_file(i)
         part = final.with_name(final.name + ".part")
         with part.open("wb") as fh:
-            np.savez_compressed(fh, **rows.to_arrays())
+            # allow_pickle is numpy's default, named so that the arrays go only to **kwds
+            np.savez_compressed(fh, allow_pickle=True, **rows.to_arrays())
         os.replace(part, final)
 
     def load_chunk(self, i: int) -> BaseRows:

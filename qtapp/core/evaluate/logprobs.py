@@ -40,7 +40,8 @@ def nll_rows(x: np.ndarray, targets: np.ndarray) -> np.ndarray:
     rows = np.arange(x.shape[0])
     xt = x[rows, targets].copy()
     _, m, lse = _softmax_inplace(x)
-    return lse - (xt - m).astype(np.float64)
+    nll: np.ndarray = lse - (xt - m).astype(np.float64)
+    return nll
 
 
 @dataclass
@@ -153,7 +154,8 @@ def kld_rows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per row: nll (float32), base nll (float32), KLD(base || model), same top token.
 
-    The formulas of perplexity.cpp's ``log_softmax(..., base_log_prob, ..., kld)``. Overwrites ``x``.
+    The formulas of perplexity.cpp's ``log_softmax(..., base_log_prob, ..., kld)``.
+    Overwrites ``x``.
     """
     n_rows, n_vocab = x.shape
     rows = np.arange(n_rows)

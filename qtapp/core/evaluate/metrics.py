@@ -15,7 +15,10 @@ import numpy as np
 
 
 def mean_and_uncertainty(total: float, total2: float, count: int) -> tuple[float, float]:
-    """``mean_and_uncertainty`` of kl_divergence(): mean and its standard error (0 under 11 values)."""
+    """``mean_and_uncertainty`` of kl_divergence(): the mean and its standard error.
+
+    The error is 0 under 11 values.
+    """
     if count < 1:
         return 0.0, 0.0
     f = total / count

@@ -48,7 +48,8 @@ def _cache_file(m: ModelInfo, kind: str, key: dict[str, Any]) -> Path:
 
 def _load(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text())
+        data: dict[str, Any] = json.loads(path.read_text())  # a file _save wrote
+        return data
     except (OSError, ValueError):
         return None
 

@@ -107,7 +107,7 @@ class Layered:
 def group_weights(m: ModelInfo, w: Weights, n_layer_all: int) -> Layered:
     """Memoized per (model, weights object): sliders replan without re-walking the tensors."""
     key = ("group", id(w), n_layer_all)
-    hit = m.memo.get(key)
+    hit: tuple[Weights, Layered] | None = m.memo.get(key)
     if hit is not None and hit[0] is w:
         return hit[1]
     g = group_weights_uncached(m, w, n_layer_all)
@@ -149,7 +149,7 @@ def group_weights_uncached(m: ModelInfo, w: Weights, n_layer_all: int) -> Layere
 
 @dataclass
 class Placement:
-    """Device per block and for the output layer (-1 = CPU), and which blocks keep experts on CPU."""
+    """Device per block and for the output layer (-1 = CPU); which blocks keep experts on CPU."""
 
     where: list[int]  # len n_layer_all + 1; the last entry is the output layer
     experts_cpu: list[bool]

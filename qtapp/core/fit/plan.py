@@ -20,6 +20,7 @@ from qtapp.core.fit.measured_speed import Calibration, MeasuredSpeeds, SpeedMeas
 from qtapp.core.fit.placement import (
     DeviceUse,
     ExactFigures,
+    Layered,
     Placement,
     device_uses,
     fill_gpus,
@@ -91,7 +92,7 @@ class PlanRow:
     calibration: Calibration | None = None  # ratios from the measured types of this placement
 
     def _speed(self, which: str) -> float:
-        predicted = getattr(self, f"predicted_{which}_tps")
+        predicted: float = getattr(self, f"predicted_{which}_tps")
         value = getattr(self.measured, f"{which}_tps") if self.measured is not None else None
         if value:
             return float(value)
@@ -247,45 +248,12 @@ def plan_row(
     cs = settings or inp.settings
     n_all = max(int(m._int("block_count")), m.n_layer)
     g = group_weights(m, w, n_all)
-    kv = kv_estimate(m, cs)
     exact = inp.exact.get(cs)
-    kv_layer = list(kv.per_layer) + [0] * (n_all - len(kv.per_layer))
-    if exact is not None and kv.total:
-        # llama.cpp's own totals (identical to the analytic ones up to its log's rounding)
-        ratio = (exact.kv_bytes + exact.recurrent_bytes) / kv.total
-        kv_layer = [int(b * ratio) for b in kv_layer]
+    kv_layer = _kv_per_layer(m, cs, exact, n_all)
     full = n_all + 1
-    no_experts_cpu = [False] * n_all
-
-    def uses_of(pl: Placement) -> list[DeviceUse]:
-        return device_uses(m, g, kv_layer, cs, inp.gpus, inp.host, pl, inp.margin, exact)
-
     want = ngl if ngl is not None else inp.ngl
-    if not inp.gpus:
-        pl = Placement([-1] * full, no_experts_cpu)
-    elif want is not None or inp.tensor_split:
-        n = full if want is None or want < 0 else min(want, full)
-        pl = Placement(
-            layer_devices(n_all, n, inp.gpus, inp.tensor_split), no_experts_cpu, inp.tensor_split
-        )
-    else:
-        # llama.cpp's default (all layers, split by free memory) unless it does not fit
-        pl = Placement(layer_devices(n_all, full, inp.gpus), no_experts_cpu)
-        if not gpus_fit(uses_of(pl)):
-            pl = fill_gpus(m, g, kv_layer, cs, inp.gpus, inp.margin, exact, with_experts=True)
-            if m.is_moe and pl.n_gpu_layers < full:
-                # every block's dense part on the GPUs (split as llama.cpp splits layers), the
-                # routed experts on the CPU, then experts back onto each GPU while they fit
-                dense = Placement(layer_devices(n_all, full, inp.gpus), [True] * n_all)
-                if not gpus_fit(uses_of(dense)):
-                    dense = fill_gpus(
-                        m, g, kv_layer, cs, inp.gpus, inp.margin, exact, with_experts=False
-                    )
-                if dense.n_gpu_layers == full:
-                    pl = moe_upgrade(g, dense, uses_of(dense))
-                elif dense.n_gpu_layers > pl.n_gpu_layers:
-                    pl = dense
-    uses = uses_of(pl)
+    pl = _placement(inp, g, kv_layer, cs, exact, want, n_all)
+    uses = device_uses(m, g, kv_layer, cs, inp.gpus, inp.host, pl, inp.margin, exact)
     ngl_used, n_cpu_moe = pl.n_gpu_layers, pl.n_cpu_moe
     all_on_gpu = bool(inp.gpus) and ngl_used >= full and n_cpu_moe == 0
     verdict = verdict_of(uses, all_on_gpu or not inp.gpus)
@@ -294,13 +262,6 @@ def plan_row(
     )
     qt = QUANT_TYPES.get(w.target)
     bpw = 8.0 * w.total / max(m.n_params, 1)
-    note = ""
-    if inp.gpus and ngl_used >= full and n_cpu_moe:
-        note = f"experts of {n_cpu_moe} of {n_all} layers on the CPU"
-    elif inp.gpus and ngl_used < full:
-        note = f"{min(ngl_used, n_all)} of {n_all} layers on the GPUs"
-        if n_cpu_moe and ngl_used:
-            note += f", experts of {n_cpu_moe} on the CPU"
     row = PlanRow(
         w.target,
         w.total,
@@ -315,7 +276,7 @@ def plan_row(
         memory_exact=exact is not None,
         needs_imatrix=w.needs_imatrix or bool(qt and qt.needs_imatrix),
         special=qt.special if qt else "",
-        note=note,
+        note=_offload_note(bool(inp.gpus), ngl_used, n_cpu_moe, n_all),
         user_recipe=w.target in inp.recipes,
     )
     measured = inp.quality.measured.get(w.target)
@@ -323,6 +284,76 @@ def plan_row(
     row.tensor_split = pl.tensor_split
     row.llama_args = llama_args(pl, bool(inp.gpus), len(inp.gpus))
     return row
+
+
+def _kv_per_layer(
+    m: ModelInfo, cs: ContextSettings, exact: ExactFigures | None, n_all: int
+) -> list[int]:
+    """The KV cache bytes of each block, scaled to llama.cpp's own total when it was measured."""
+    kv = kv_estimate(m, cs)
+    kv_layer = list(kv.per_layer) + [0] * (n_all - len(kv.per_layer))
+    if exact is not None and kv.total:
+        # llama.cpp's own totals (identical to the analytic ones up to its log's rounding)
+        ratio = (exact.kv_bytes + exact.recurrent_bytes) / kv.total
+        kv_layer = [int(b * ratio) for b in kv_layer]
+    return kv_layer
+
+
+def _placement(
+    inp: PlanInputs,
+    g: Layered,
+    kv_layer: list[int],
+    cs: ContextSettings,
+    exact: ExactFigures | None,
+    want: int | None,
+    n_all: int,
+) -> Placement:
+    """Where the layers go: all on the CPU without GPUs, as asked (``want`` layers, the
+    tensor split), else like llama.cpp's ``--fit`` (MoE experts back on the CPU first)."""
+    m = inp.model
+    full = n_all + 1
+    no_experts_cpu = [False] * n_all
+
+    def uses_of(pl: Placement) -> list[DeviceUse]:
+        return device_uses(m, g, kv_layer, cs, inp.gpus, inp.host, pl, inp.margin, exact)
+
+    if not inp.gpus:
+        return Placement([-1] * full, no_experts_cpu)
+    if want is not None or inp.tensor_split:
+        n = full if want is None or want < 0 else min(want, full)
+        return Placement(
+            layer_devices(n_all, n, inp.gpus, inp.tensor_split), no_experts_cpu, inp.tensor_split
+        )
+    # llama.cpp's default (all layers, split by free memory) unless it does not fit
+    pl = Placement(layer_devices(n_all, full, inp.gpus), no_experts_cpu)
+    if not gpus_fit(uses_of(pl)):
+        pl = fill_gpus(m, g, kv_layer, cs, inp.gpus, inp.margin, exact, with_experts=True)
+        if m.is_moe and pl.n_gpu_layers < full:
+            # every block's dense part on the GPUs (split as llama.cpp splits layers), the
+            # routed experts on the CPU, then experts back onto each GPU while they fit
+            dense = Placement(layer_devices(n_all, full, inp.gpus), [True] * n_all)
+            if not gpus_fit(uses_of(dense)):
+                dense = fill_gpus(
+                    m, g, kv_layer, cs, inp.gpus, inp.margin, exact, with_experts=False
+                )
+            if dense.n_gpu_layers == full:
+                pl = moe_upgrade(g, dense, uses_of(dense))
+            elif dense.n_gpu_layers > pl.n_gpu_layers:
+                pl = dense
+    return pl
+
+
+def _offload_note(has_gpus: bool, ngl_used: int, n_cpu_moe: int, n_all: int) -> str:
+    """What a partial offload leaves on the CPU (empty when everything is on the GPUs)."""
+    full = n_all + 1
+    note = ""
+    if has_gpus and ngl_used >= full and n_cpu_moe:
+        note = f"experts of {n_cpu_moe} of {n_all} layers on the CPU"
+    elif has_gpus and ngl_used < full:
+        note = f"{min(ngl_used, n_all)} of {n_all} layers on the GPUs"
+        if n_cpu_moe and ngl_used:
+            note += f", experts of {n_cpu_moe} on the CPU"
+    return note
 
 
 def targets_for(
@@ -422,63 +453,85 @@ def _recommend(inp: PlanInputs, rows: list[PlanRow]) -> tuple[str | None, int | 
     ]
     budget = sum(u.budget_bytes for u in rows[0].devices if u.device != "CPU")
     if not inp.gpus:
-        best = next((r for tier in tiers for r in tier if r.verdict != "no"), None)
-        if best is None:
-            return None, None, "Nothing fits in the host's memory at this context."
-        used = _measurement_used(inp, cands, best)
-        return (
-            best.type,
-            largest_context(inp, best.type),
-            (
-                f"{_named(inp, best.type, used)}: {_gib(best.host_bytes)} of RAM on the CPU, "
-                "about "
-                f"{_speed_phrase(best)} (no GPU in this plan)"
-                f"{_measured_clause(inp, [best.type], used)}."
-            ),
-        )
+        return _recommend_on_cpu(inp, cands, tiers)
     for tier in tiers:
         fits = [r for r in tier if r.verdict == "fits"]
         if fits:
-            best = fits[0]
-            ctx = largest_context(inp, best.type)
-            above = [r for r in cands if inp.rank(r.type) > inp.rank(best.type)]
-            better = above[-1] if above else None
-            used = _measurement_used(inp, cands, best, better)
-            plural = "s" if len(inp.gpus) > 1 else ""
-            why = (
-                f"{_named(inp, best.type, used)}: {_gib(best.gpu_bytes)} of {_gib(budget)} usable "
-                f"on the GPU{plural}"
-            )
-            if better is not None:
-                why += f"; {_named(inp, better.type, used)} needs {_gib(_need(better))}"
-            elif _upcast_blocked(inp, rows, best):
-                why += f"; the file is {inp.model.file_type}, so larger types add no quality"
-            if ctx:
-                why += f"; it still fits at up to {ctx:,} tokens of context"
-            shown = [best.type] + ([better.type] if better is not None else [])
-            return best.type, ctx, why + _measured_clause(inp, shown, used) + "."
+            return _recommend_fitting(inp, rows, cands, fits[0], budget)
         partial = [r for r in tier if r.verdict == "partial"]
         if partial:
-            fastest = max(r.predicted_tg_tps for r in partial)
-            best = next(r for r in partial if r.predicted_tg_tps >= 0.5 * fastest)
-            used = _measurement_used(inp, cands, best)
-            roomy = replace(inp, gpus=[replace(d, free_bytes=1 << 60) for d in inp.gpus])
-            full_speed = plan_row(roomy, _weights_for(inp, best.type)).predicted_tg_tps
-            return (
-                best.type,
-                None,
-                (
-                    f"Nothing fits fully on the GPUs; best partial plan: {_named(inp, best.type, used)} with "
-                    f"{best.note or 'partial offload'}, {_gib(best.host_bytes)} of host RAM, about "
-                    f"{_speed_phrase(best)} (about {full_speed:.0f} predicted with "
-                    f"enough VRAM){_measured_clause(inp, [best.type], used)}."
-                ),
-            )
+            return _recommend_partial(inp, cands, partial)
     return None, None, "Nothing fits, even with partial offload, at this context and hardware."
 
 
+def _recommend_on_cpu(
+    inp: PlanInputs, cands: list[PlanRow], tiers: list[list[PlanRow]]
+) -> tuple[str | None, int | None, str]:
+    """Without GPUs: the best candidate that fits in the host's memory."""
+    best = next((r for tier in tiers for r in tier if r.verdict != "no"), None)
+    if best is None:
+        return None, None, "Nothing fits in the host's memory at this context."
+    used = _measurement_used(inp, cands, best)
+    return (
+        best.type,
+        largest_context(inp, best.type),
+        (
+            f"{_named(inp, best.type, used)}: {_gib(best.host_bytes)} of RAM on the CPU, "
+            "about "
+            f"{_speed_phrase(best)} (no GPU in this plan)"
+            f"{_measured_clause(inp, [best.type], used)}."
+        ),
+    )
+
+
+def _recommend_fitting(
+    inp: PlanInputs, rows: list[PlanRow], cands: list[PlanRow], best: PlanRow, budget: int
+) -> tuple[str | None, int | None, str]:
+    """``best`` fits on the GPUs: say so, and what the next better type would need."""
+    ctx = largest_context(inp, best.type)
+    above = [r for r in cands if inp.rank(r.type) > inp.rank(best.type)]
+    better = above[-1] if above else None
+    used = _measurement_used(inp, cands, best, better)
+    plural = "s" if len(inp.gpus) > 1 else ""
+    why = (
+        f"{_named(inp, best.type, used)}: {_gib(best.gpu_bytes)} of {_gib(budget)} usable "
+        f"on the GPU{plural}"
+    )
+    if better is not None:
+        why += f"; {_named(inp, better.type, used)} needs {_gib(_need(better))}"
+    elif _upcast_blocked(inp, rows, best):
+        why += f"; the file is {inp.model.file_type}, so larger types add no quality"
+    if ctx:
+        why += f"; it still fits at up to {ctx:,} tokens of context"
+    shown = [best.type] + ([better.type] if better is not None else [])
+    return best.type, ctx, why + _measured_clause(inp, shown, used) + "."
+
+
+def _recommend_partial(
+    inp: PlanInputs, cands: list[PlanRow], partial: list[PlanRow]
+) -> tuple[str | None, int | None, str]:
+    """Nothing fits fully: the best type within half of the fastest partial plan's speed."""
+    fastest = max(r.predicted_tg_tps for r in partial)
+    best = next(r for r in partial if r.predicted_tg_tps >= 0.5 * fastest)
+    used = _measurement_used(inp, cands, best)
+    roomy = replace(inp, gpus=[replace(d, free_bytes=1 << 60) for d in inp.gpus])
+    full_speed = plan_row(roomy, _weights_for(inp, best.type)).predicted_tg_tps
+    return (
+        best.type,
+        None,
+        (
+            "Nothing fits fully on the GPUs; best partial plan: "
+            f"{_named(inp, best.type, used)} with "
+            f"{best.note or 'partial offload'}, {_gib(best.host_bytes)} of host RAM, about "
+            f"{_speed_phrase(best)} (about {full_speed:.0f} predicted with "
+            f"enough VRAM){_measured_clause(inp, [best.type], used)}."
+        ),
+    )
+
+
 def _speed_phrase(row: PlanRow) -> str:
-    """``"12.3 tokens/s predicted"`` | ``"... measured"`` | ``"... calibrated from 2 measurements"``."""
+    """The tg speed in words: ``"12.3 tokens/s predicted"``, ``"... measured"`` or
+    ``"... calibrated from 2 measurements"``."""
     source = row.speed_source_of("tg")
     if source == "calibrated" and row.calibration is not None:
         n = row.calibration.n

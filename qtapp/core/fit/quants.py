@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
@@ -97,7 +98,8 @@ QUANT_TYPES: dict[str, QuantType] = {
 #: aliases llama-quantize accepts
 ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M"}
 
-#: ggml tensor types by name (``GGMLQuantizationType`` of the gguf package: BF16 = 30, TQ1_0 = 34 ...)
+#: ggml tensor types by name
+#: (``GGMLQuantizationType`` of the gguf package: BF16 = 30, TQ1_0 = 34 ...)
 GGML_TYPES: dict[str, int] = {t.name: int(t.value) for t in GGMLQuantizationType}
 #: (block size, bytes per block) of every type, with those newer than the gguf package
 #: (from ggml-common.h of the pinned llama.cpp: block_q2_0 is an fp16 scale + 64 2-bit quants)
@@ -154,7 +156,10 @@ class Rule:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A base llama.cpp type plus ordered overrides (the first matching rule wins, as in llama.cpp)."""
+    """A base llama.cpp type plus ordered overrides.
+
+    The first matching rule wins, as in llama.cpp.
+    """
 
     name: str
     base: str  # a QUANT_TYPES name
@@ -175,11 +180,12 @@ class Recipe:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> Recipe:
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """A recipe from its JSON form (a user's file, or the params of a worker job)."""
         rules = tuple(
             Rule(str(r["pattern"]), str(r["type"]), str(r.get("why", "")))
             for r in data.get("rules", [])
-        )  # type: ignore[union-attr]
+        )
         recipe = cls(
             str(data["name"]),
             str(data["base"]),
@@ -324,9 +330,10 @@ _UD_SUFFIX = re.compile(r"[-_.]UD$", re.IGNORECASE)  # Unsloth's "UD-Q4_K_XL" na
 def split_quant_name(
     text: str | object, recipes: dict[str, Recipe] | None = None
 ) -> tuple[str, str | None]:
-    """``gemma-3-270m-it-Q4_K_M.gguf`` -> (``gemma-3-270m-it``, ``Q4_K_M``); (stem, None) if no type.
+    """``gemma-3-270m-it-Q4_K_M.gguf`` -> (``gemma-3-270m-it``, ``Q4_K_M``).
 
-    Split suffixes (``-00001-of-00003``) are dropped; aliases come back canonical.
+    A name without a type gives (stem, None). Split suffixes (``-00001-of-00003``) are dropped;
+    aliases come back canonical.
     """
     from pathlib import Path
 

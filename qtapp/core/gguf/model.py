@@ -312,6 +312,38 @@ def _type_name(type_id: int, tensor: str, path: Path) -> str:
     return ggml_type_name(type_id)  # "TYPE<n>" when newer than the gguf package: sized by offsets
 
 
+def _add_tensors(f: GGUFFile, tensors: list[Tensor], digest: hashlib._Hash) -> None:
+    """Append one shard's tensors to ``tensors`` and hash its layout into ``digest``.
+
+    Raises :class:`QuantLensError` when the shard is shorter than its tensors need.
+    """
+    digest.update(f"{f.file_size}:{len(f.tensors)}:{f.data_offset}".encode())
+    ends = sorted({ti.offset for ti in f.tensors} | {f.file_size - f.data_offset})
+    for ti in f.tensors:
+        tname = _type_name(ti.type_id, ti.name, f.path)
+        try:
+            nbytes = tensor_bytes(tname, ti.shape)
+        except (KeyError, ZeroDivisionError):
+            # a type the gguf package does not know: the gap to the next tensor (padded)
+            nbytes = ends[ends.index(ti.offset) + 1] - ti.offset
+        m = _LAYER.match(ti.name)
+        tensors.append(Tensor(ti.name, ti.shape, tname, nbytes, int(m[1]) if m else None))
+        digest.update(f"{ti.name}{ti.shape}{ti.type_id}".encode())
+    end = max(
+        (
+            f.data_offset + ti.offset + t.bytes
+            for ti, t in zip(f.tensors, tensors[-len(f.tensors) :], strict=True)
+        ),
+        default=0,
+    )
+    if f.tensors and end > f.file_size:
+        raise QuantLensError(
+            f"{f.path.name} is truncated: its tensors need {end:,} bytes, the file has "
+            f"{f.file_size:,}.",
+            "The download is incomplete; download the file again.",
+        )
+
+
 def read_model(path: str | Path) -> ModelInfo:
     """Read a model's header (all shards). Raises :class:`QuantLensError` with a clear message."""
     path = Path(path)
@@ -328,31 +360,7 @@ def read_model(path: str | Path) -> ModelInfo:
     tensors: list[Tensor] = []
     digest = hashlib.sha1()
     for f in files:
-        digest.update(f"{f.file_size}:{len(f.tensors)}:{f.data_offset}".encode())
-        ends = sorted({ti.offset for ti in f.tensors} | {f.file_size - f.data_offset})
-        for ti in f.tensors:
-            tname = _type_name(ti.type_id, ti.name, f.path)
-            try:
-                nbytes = tensor_bytes(tname, ti.shape)
-            except (KeyError, ZeroDivisionError):
-                # a type the gguf package does not know: the gap to the next tensor (padded)
-                nbytes = ends[ends.index(ti.offset) + 1] - ti.offset
-            m = _LAYER.match(ti.name)
-            tensors.append(Tensor(ti.name, ti.shape, tname, nbytes, int(m[1]) if m else None))
-            digest.update(f"{ti.name}{ti.shape}{ti.type_id}".encode())
-        end = max(
-            (
-                f.data_offset + ti.offset + t.bytes
-                for ti, t in zip(f.tensors, tensors[-len(f.tensors) :], strict=True)
-            ),
-            default=0,
-        )
-        if f.tensors and end > f.file_size:
-            raise QuantLensError(
-                f"{f.path.name} is truncated: its tensors need {end:,} bytes, the file has "
-                f"{f.file_size:,}.",
-                "The download is incomplete; download the file again.",
-            )
+        _add_tensors(f, tensors, digest)
     for key in sorted(k for k in meta if not k.startswith("tokenizer.")):
         digest.update(f"{key}={meta[key]!r}".encode())
     allocated = 0

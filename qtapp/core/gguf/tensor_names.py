@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qtapp.core.fit.quants import tensor_bytes
 from qtapp.core.gguf.reader import ggml_type_name, read_gguf
@@ -33,7 +34,7 @@ class TensorList:
     names: list[str]
     n_layer: int
     tensors: tuple[TensorInfo, ...] = ()
-    metadata: dict[str, object] | None = None
+    metadata: dict[str, Any] | None = None  # the reader's scalar values, as read
 
 
 def read_tensor_infos(path: str | Path) -> TensorList:

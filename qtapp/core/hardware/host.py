@@ -155,7 +155,7 @@ def _windows() -> tuple[str | None, int | None, int | None, int | None]:
 
     model = None
     try:
-        import winreg  # type: ignore[import-not-found]
+        import winreg
 
         key = winreg.OpenKey(  # type: ignore[attr-defined]
             winreg.HKEY_LOCAL_MACHINE,  # type: ignore[attr-defined]
@@ -202,7 +202,7 @@ def read_host_info() -> HostInfo:
         model, physical, total, available = None, None, None, None
     logical = os.cpu_count()
     try:
-        usable: int | None = len(os.sched_getaffinity(0))  # type: ignore[attr-defined]
+        usable: int | None = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = logical
     return HostInfo(

@@ -1,9 +1,9 @@
 """Which llama.cpp build sits behind llama-cpp-python, and can it offload to a GPU?
 
-:func:`qtapp.core.jobs.engine.build_probe.probe_in_process` asks llama.cpp inside the worker child (job kind
-``llama_info``). The parent calls :func:`get_llama_build`, which runs that job once and caches
-the answer on disk, keyed by the installed package's version and library files, so a reinstall
-(for instance a CUDA build) is noticed on the next start.
+:func:`qtapp.core.jobs.engine.build_probe.probe_in_process` asks llama.cpp inside the worker
+child (job kind ``llama_info``). The parent calls :func:`get_llama_build`, which runs that job
+once and caches the answer on disk, keyed by the installed package's version and library files,
+so a reinstall (for instance a CUDA build) is noticed on the next start.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The NVML probe: fills a :class:`~qtapp.core.hardware.types.HardwareReport`.
 
 :class:`HardwareProbe` works against any object with pynvml's API: the real ``pynvml`` (from
-nvidia-ml-py, imported lazily) or :mod:`qtapp.core.hardware.nvml_replay`. It never raises: no driver, no
-NVML library or zero GPUs give status ``"cpu-only"``; a GPU that stops answering (``GPU is
-lost``) or disappears between two polls gives ``"gpu-lost"``; any other NVML failure gives
-``"error"``. A single query that fails leaves that one figure ``None`` (shown as unknown) and
-records why in :attr:`GpuInfo.unknown`.
+nvidia-ml-py, imported lazily) or :mod:`qtapp.core.hardware.nvml_replay`. It never raises: no
+driver, no NVML library or zero GPUs give status ``"cpu-only"``; a GPU that stops answering
+(``GPU is lost``) or disappears between two polls gives ``"gpu-lost"``; any other NVML failure
+gives ``"error"``. A single query that fails leaves that one figure ``None`` (shown as unknown)
+and records why in :attr:`GpuInfo.unknown`.
 """
 
 from __future__ import annotations
@@ -305,7 +305,7 @@ class HardwareProbe:
     def _query(
         self, unknown: dict[str, str] | None, name: str, fn: Callable[..., Any], *args: Any
     ) -> Any:
-        """One NVML call: GPU-is-lost escalates; any other NVML error makes just this field unknown."""
+        """One NVML call: GPU-is-lost escalates; other NVML errors make just this field unknown."""
         error_cls = getattr(self._nvml, "NVMLError", Exception)
         try:
             return fn(*args)
@@ -318,7 +318,8 @@ class HardwareProbe:
             return None
 
     def _read_gpu(self, index: int, handle: Any) -> GpuInfo:
-        nvml, unknown = self._nvml, {}
+        nvml = self._nvml
+        unknown: dict[str, str] = {}
         q = self._query
         pci = q(unknown, "pci_bus_id", nvml.nvmlDeviceGetPciInfo, handle)
         cc = q(unknown, "compute_capability", nvml.nvmlDeviceGetCudaComputeCapability, handle)

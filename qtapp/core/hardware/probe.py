@@ -1,8 +1,9 @@
 """GPU and host discovery: what this machine can run.
 
 The one import for the rest of the app: the report's dataclasses
-(:mod:`qtapp.core.hardware.types`), the NVML probe (:mod:`qtapp.core.hardware.nvml_probe`), the host
-reader (:mod:`qtapp.core.hardware.host`) and the llama.cpp build info (:mod:`qtapp.core.hardware.llama_build`).
+(:mod:`qtapp.core.hardware.types`), the NVML probe (:mod:`qtapp.core.hardware.nvml_probe`), the
+host reader (:mod:`qtapp.core.hardware.host`) and the llama.cpp build info
+(:mod:`qtapp.core.hardware.llama_build`).
 Nothing here imports Qt or, until a probe runs, pynvml.
 """
 

@@ -53,7 +53,7 @@ class JobHooks:
 
 
 def worker_command() -> list[str]:
-    """The command line that starts a worker child, from a checkout, an install or a frozen build."""
+    """The command line that starts a worker child: from a checkout, an install or a build."""
     if getattr(sys, "frozen", False):
         return [sys.executable, "--worker"]
     return [sys.executable, "-m", "qtapp", "--worker"]
@@ -66,7 +66,10 @@ def _describe_exit(code: int) -> str:
         except ValueError:
             name = f"signal {-code}"
         if name == "SIGKILL":
-            return "the llama.cpp process was killed (SIGKILL), often by the system running out of memory"
+            return (
+                "the llama.cpp process was killed (SIGKILL), often by the system running out of "
+                "memory"
+            )
         if name == "SIGABRT":
             return "llama.cpp aborted (SIGABRT)"
         if name == "SIGSEGV":
@@ -91,6 +94,11 @@ DEFAULT_CRASH_HINT = (
 )
 
 
+#: the child lowers its own priority by this much when the window started it (POSIX)
+NICE_ENV = "QUANTLENS_WORKER_NICE"
+WINDOW_JOB_NICENESS = 5
+
+
 def crash_hint(kind: str) -> str:
     return CRASH_HINTS.get(kind, DEFAULT_CRASH_HINT)
 
@@ -102,9 +110,14 @@ class Job:
     (:class:`Finished`, :class:`Failed` or :class:`Cancelled`).
     """
 
-    def __init__(self, spec: JobSpec, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, spec: JobSpec, env: dict[str, str] | None = None, yield_to_window: bool = False
+    ) -> None:
         self.spec = spec
         self._env = env
+        #: the window's jobs run at a lower priority: llama.cpp keeps every core busy, and the
+        #: GUI thread must still get the CPU within a frame. On an idle machine nothing changes.
+        self.yield_to_window = yield_to_window
         self._proc: subprocess.Popen[bytes] | None = None
         self._queue: queue.Queue[object] = queue.Queue()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -121,9 +134,14 @@ class Job:
         env["PYTHONUNBUFFERED"] = "1"
         kwargs: dict[str, Any] = {}
         if os.name == "nt":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+            flags = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+            if self.yield_to_window:
+                flags |= subprocess.BELOW_NORMAL_PRIORITY_CLASS  # type: ignore[attr-defined]
+            kwargs["creationflags"] = flags
         else:
             kwargs["start_new_session"] = True
+            if self.yield_to_window:
+                env[NICE_ENV] = str(WINDOW_JOB_NICENESS)
         self._proc = subprocess.Popen(
             worker_command(),
             stdin=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""Importance matrices (imatrix files) in llama.cpp's two formats, read as ``llama-quantize`` reads them.
+"""Importance matrices (imatrix files) in llama.cpp's two formats, read as llama-quantize does.
 
 * GGUF (``general.type = imatrix``): per weight ``<name>.in_sum2`` (F32, ne = [n_per_row, n_mat])
   with the raw sums of squared activations and ``<name>.counts`` (F32, ne = [1, n_mat]); keys

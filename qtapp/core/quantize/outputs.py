@@ -38,7 +38,10 @@ def _base(out: Path) -> str:
 
 
 def part_prefix(out: Path) -> Path:
-    """The prefix llama.cpp gets for keep_split outputs: shards are ``<prefix>-0000i-of-0000n.gguf``."""
+    """The prefix llama.cpp gets for keep_split outputs.
+
+    Its shards are ``<prefix>-0000i-of-0000n.gguf``.
+    """
     return out.with_name(_base(out) + ".part")
 
 

@@ -216,9 +216,9 @@ def build_rows(runs: Sequence[RunRecord], budgets: Sequence[Budget] = ()) -> lis
 def frontier(rows: Iterable[CompareRow], metric: str) -> list[CompareRow]:
     """The rows on the size/quality Pareto frontier, smallest first."""
     pts = [
-        (r.size_gib, r.quality(metric), r)
+        (r.size_gib, quality, r)
         for r in rows
-        if r.size_gib is not None and r.quality(metric) is not None
+        if r.size_gib is not None and (quality := r.quality(metric)) is not None
     ]
     keys = pareto_front([(s, q, i) for i, (s, q, _r) in enumerate(pts)])
     return [pts[i][2] for i in keys]

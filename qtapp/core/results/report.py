@@ -148,7 +148,8 @@ def _describe_hardware(hw: dict[str, Any]) -> str:
     driver = hw.get("driver_version") or hw.get("driver")
     if driver:
         parts.append(f"driver {driver}")
-    host = hw.get("host") if isinstance(hw.get("host"), dict) else {}
+    host_info = hw.get("host")
+    host: dict[str, Any] = host_info if isinstance(host_info, dict) else {}
     cpu = hw.get("cpu") or host.get("cpu_model")
     if cpu:
         parts.append(str(cpu))

@@ -2,7 +2,8 @@
 
 Used for file-system scans, unpacking the demo model and reading versions. The function gets the
 :class:`BackgroundCall` itself: ``call.report(fraction, message)``, ``call.emit_item(x)`` and
-``call.should_stop()``; its result or error comes back as queued signals on the GUI thread. Threads are named ``ql-…`` so the tests' dangling-thread guard sees them.
+``call.should_stop()``; its result or error comes back as queued signals on the GUI thread.
+Threads are named ``ql-…`` so the tests' dangling-thread guard sees them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ Task = Callable[["BackgroundCall"], Any]
 
 
 class BackgroundCall(QObject):
-    """One call in a thread. ``progress``/``item`` while it runs, then ``finished`` or ``failed``."""
+    """One call in a thread: ``progress``/``item`` while it runs, then ``finished``/``failed``."""
 
     progress = Signal(float, str)
     item = Signal(object)  # optional stream of partial results (e.g. scan hits)

@@ -35,7 +35,7 @@ class JobRunner(QObject):
     ) -> None:
         super().__init__(parent)
         self.spec = spec
-        self.job = Job(spec)
+        self.job = Job(spec, yield_to_window=True)
         self.hooks = hooks
         self._thread: threading.Thread | None = None
         self.terminal: Event | None = None

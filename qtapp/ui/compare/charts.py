@@ -1,7 +1,7 @@
 """The Compare page's charts (pyqtgraph): quality vs size, speed vs size, overlaid curves.
 
-Each chart draws from :class:`~qtapp.core.results.comparison.CompareRow` values only; the page decides
-what to show. Every chart can export itself to PNG or SVG.
+Each chart draws from :class:`~qtapp.core.results.comparison.CompareRow` values only; the page
+decides what to show. Every chart can export itself to PNG or SVG.
 """
 
 from __future__ import annotations

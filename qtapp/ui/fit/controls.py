@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from qtapp.core.errors import QuantLensError
 from qtapp.core.fit.devices import MIB, Device, devices_from_report, parse_gpu_spec
 from qtapp.core.fit.kv_model import ContextSettings
+from qtapp.core.fit.sources import what_if_host
 
 KV_CHOICES = ["f16", "q8_0", "q4_0"]
 MIN_CTX, MAX_CTX = 256, 1 << 20
@@ -189,18 +190,17 @@ class FitControls(QFrame):
         self.changed.emit()
 
     def _on_ram(self, text: str) -> None:
-        _devices, error = _parse_sizes(text)
+        error = _ram_error(text)
         self.ram.setStyleSheet("" if error is None else "color: #d64545;")
+        self.ram.setToolTip("" if error is None else f"{error.message} {error.hint}")
         if error is None:
             self.changed.emit()
 
     def host(self, detected: Device) -> Device:
-        """The detected host, or a what-if RAM size (same bandwidth guess)."""
-        sizes, _error = _parse_sizes(self.ram.text())
-        if sizes:
-            size = sizes[0].total_bytes
-            return Device("CPU", size, size, detected.bandwidth, False, "what-if host RAM")
-        return detected
+        """The detected host, or a what-if RAM size (as ``quantlens plan --ram``)."""
+        if _ram_error(self.ram.text()) is not None:
+            return detected
+        return what_if_host(detected, self.ram.text())
 
     # -- reading ------------------------------------------------------------------------------
     def settings(self) -> ContextSettings:
@@ -243,3 +243,11 @@ def _parse_sizes(text: str) -> tuple[list[Device], QuantLensError | None]:
         return parse_gpu_spec(text), None
     except QuantLensError as exc:
         return [], exc
+
+
+def _ram_error(text: str) -> QuantLensError | None:
+    try:
+        what_if_host(Device("CPU", 0, 0, 0.0, False, ""), text)
+    except QuantLensError as exc:
+        return exc
+    return None

@@ -9,8 +9,10 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 from qtapp.core.fit.plan import DeviceUse
 from qtapp.ui.fit.model_card import human_bytes
 
-PARTS = [("weights_bytes", "Weights", "#2f7de1"), ("kv_bytes", "KV cache", "#e08a00"),
-         ("compute_bytes", "Compute", "#8e5bc4"), ("overhead_bytes", "CUDA overhead", "#8c939d")]  # fmt: skip
+PARTS = [
+    ("weights_bytes", "Weights", "#2f7de1"), ("kv_bytes", "KV cache", "#e08a00"),
+    ("compute_bytes", "Compute", "#8e5bc4"), ("overhead_bytes", "CUDA overhead", "#8c939d"),
+]  # fmt: skip
 LIMIT_COLOUR = "#d64545"
 ROW_H = 34
 LEGEND_H = 22

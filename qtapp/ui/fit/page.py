@@ -24,11 +24,12 @@ from PySide6.QtWidgets import (
 )
 
 from qtapp.core.fit.devices import host_device
-from qtapp.core.fit.measured_speed import MeasuredSpeeds, measured_speeds, speed_caption
+from qtapp.core.fit.measured_speed import MeasuredSpeeds, speed_caption
 from qtapp.core.fit.plan import Plan, PlanInputs, PlanRow, make_plan, targets_for
-from qtapp.core.fit.quality_order import METRIC_NAMES, QualityOrder, measured_order
+from qtapp.core.fit.quality_order import METRIC_NAMES, QualityOrder
 from qtapp.core.fit.quants import Recipe
-from qtapp.core.gguf.model import ModelInfo, read_model
+from qtapp.core.fit.sources import PlanSources, read_plan_sources
+from qtapp.core.gguf.model import ModelInfo
 from qtapp.ui.common.background import BackgroundCall
 from qtapp.ui.common.banner import Banner
 from qtapp.ui.common.context import AppContext
@@ -182,11 +183,8 @@ class Page(QWidget):
     def _on_model_read(self, got: object) -> None:
         if self._is_stale():
             return
-        if isinstance(got, tuple):  # (model, recipes, quality order, speeds) from the reader
-            m, self.recipes, self.quality, self.speeds = got
-        else:
-            m, self.recipes, self.quality, self.speeds = got, {}, QualityOrder(), MeasuredSpeeds()
-        assert isinstance(m, ModelInfo)
+        assert isinstance(got, PlanSources)
+        m, self.recipes, self.quality, self.speeds = got.model, got.recipes, got.quality, got.speeds
         self.model = m
         self.path_label.setText(str(m.path))
         self.path_label.setToolTip(str(m.path))
@@ -321,17 +319,5 @@ class Page(QWidget):
             self._loader.wait()
 
 
-def _read_for_plan(
-    path: Path,
-) -> tuple[ModelInfo, dict[str, Recipe], QualityOrder, MeasuredSpeeds]:
-    """In a background thread: the model's header, the user's recipes, the quality order and the
-    speeds measured for this model (the results store is read once per open, not per replan)."""
-    m = read_model(path)
-    try:
-        from qtapp.core.fit.recipes_store import load_user_recipes
-
-        recipes = load_user_recipes()
-    except OSError as exc:
-        log.warning("could not read the user's recipes: %s", exc)
-        recipes = {}
-    return m, recipes, measured_order(m, recipes), measured_speeds(m, recipes)
+#: the reader the page runs in its background call (a name tests can hold back)
+_read_for_plan = read_plan_sources

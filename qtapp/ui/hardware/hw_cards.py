@@ -149,7 +149,10 @@ class GpuCard(InfoCard):
         if gpu.utilization_gpu_pct is None:
             util = fmt.UNKNOWN
         else:
-            util = f"GPU {fmt.percent(gpu.utilization_gpu_pct)} · memory {fmt.percent(gpu.utilization_mem_pct)}"
+            util = (
+                f"GPU {fmt.percent(gpu.utilization_gpu_pct)} · "
+                f"memory {fmt.percent(gpu.utilization_mem_pct)}"
+            )
         self.set_value("util", util, why("utilization_gpu_pct", ""))
         self.set_value(
             "power", fmt.power_text(gpu), why("power_usage_w", "") or why("power_limit_w", "")

@@ -122,8 +122,8 @@ class UsageChart(QWidget):
         self._dirty = True
 
     def redraw(self) -> None:
-        if not self._dirty:
-            return
+        if not self._dirty or not self.isVisible():
+            return  # a hidden chart keeps its samples and draws them when it is shown again
         self._dirty = False
         for key, series in self._series.items():
             self.mem_curves[key].setData(series.xs, series.mem, connect="finite")

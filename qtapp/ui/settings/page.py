@@ -1,4 +1,4 @@
-"""The Settings page: every field of :class:`~qtapp.core.app.settings.Settings`, saved as it changes."""
+"""The Settings page: each field of :class:`~qtapp.core.app.settings.Settings`, saved on change."""
 
 from __future__ import annotations
 

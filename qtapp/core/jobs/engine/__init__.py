@@ -1,1 +1,4 @@
-"""The only code that talks to llama.cpp. It runs inside the worker child process, never in the window."""
+"""The only code that talks to llama.cpp.
+
+It runs inside the worker child process, never in the window.
+"""

@@ -69,17 +69,7 @@ def dry_load(params: dict[str, Any], emit: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     with LlamaLog(lambda _lvl, line: lines.append(line)) as log:
         llama_cpp.llama_backend_init()
-        mp = llama_cpp.llama_model_default_params()
-        real = bool(params.get("real", False))
-        mp.no_alloc = not real  # a real load (benchmarks, tests) allocates and maps for real
-        mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if real else llama_cpp.LLAMA_LOAD_MODE_NONE
-        mp.n_gpu_layers = int(params.get("n_gpu_layers", -1))
-        split = params.get("tensor_split")
-        keep: list[Any] = []
-        if split:
-            arr = (ctypes.c_float * 128)(*[float(x) for x in split])
-            keep.append(arr)
-            mp.tensor_split = ctypes.cast(arr, ctypes.POINTER(ctypes.c_float))
+        mp, _keep = _model_params(params)
         model = llama_cpp.llama_model_load_from_file(model_path.encode(), mp)
         if not model:
             log.flush()
@@ -93,17 +83,7 @@ def dry_load(params: dict[str, Any], emit: Any) -> dict[str, Any]:
             )
         try:
             weights = int(llama_cpp.llama_model_size(model))
-            cp = llama_cpp.llama_context_default_params()
-            cp.n_ctx = int(params.get("n_ctx", 4096))
-            cp.n_batch = int(params.get("n_batch", 2048))
-            cp.n_ubatch = int(params.get("n_ubatch", 512))
-            cp.n_seq_max = int(params.get("n_seq_max", 1))
-            cp.type_k = KV_TYPES[str(params.get("type_k", "f16")).lower()]
-            cp.type_v = KV_TYPES[str(params.get("type_v", "f16")).lower()]
-            cp.flash_attn_type = FLASH[str(params.get("flash_attn", "auto")).lower()]
-            cp.swa_full = bool(params.get("swa_full", False))
-            cp.n_threads = cp.n_threads_batch = 1
-            ctx = llama_cpp.llama_init_from_model(model, cp)
+            ctx = llama_cpp.llama_init_from_model(model, _context_params(params))
             if not ctx:
                 log.flush()
                 detail = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
@@ -124,6 +104,37 @@ def dry_load(params: dict[str, Any], emit: Any) -> dict[str, Any]:
         "rss_bytes": rss,
         **parsed,
     }
+
+
+def _model_params(params: dict[str, Any]) -> tuple[llama_cpp.llama_model_params, list[Any]]:
+    """llama.cpp's model params for this load, and the buffers they point to (keep them)."""
+    mp = llama_cpp.llama_model_default_params()
+    real = bool(params.get("real", False))
+    mp.no_alloc = not real  # a real load (benchmarks, tests) allocates and maps for real
+    mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if real else llama_cpp.LLAMA_LOAD_MODE_NONE
+    mp.n_gpu_layers = int(params.get("n_gpu_layers", -1))
+    split = params.get("tensor_split")
+    keep: list[Any] = []
+    if split:
+        arr = (ctypes.c_float * 128)(*[float(x) for x in split])
+        keep.append(arr)
+        mp.tensor_split = ctypes.cast(arr, ctypes.POINTER(ctypes.c_float))
+    return mp, keep
+
+
+def _context_params(params: dict[str, Any]) -> llama_cpp.llama_context_params:
+    """llama.cpp's context params: size, batches, KV types, flash attention, one thread."""
+    cp: llama_cpp.llama_context_params = llama_cpp.llama_context_default_params()
+    cp.n_ctx = int(params.get("n_ctx", 4096))
+    cp.n_batch = int(params.get("n_batch", 2048))
+    cp.n_ubatch = int(params.get("n_ubatch", 512))
+    cp.n_seq_max = int(params.get("n_seq_max", 1))
+    cp.type_k = KV_TYPES[str(params.get("type_k", "f16")).lower()]
+    cp.type_v = KV_TYPES[str(params.get("type_v", "f16")).lower()]
+    cp.flash_attn_type = FLASH[str(params.get("flash_attn", "auto")).lower()]
+    cp.swa_full = bool(params.get("swa_full", False))
+    cp.n_threads = cp.n_threads_batch = 1
+    return cp
 
 
 def _rss_bytes() -> int:

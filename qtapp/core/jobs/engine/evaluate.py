@@ -18,6 +18,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,20 @@ def _map_blocks(pool: ThreadPoolExecutor, fn: Callable[[int, int], Any], n_rows:
     return list(pool.map(lambda ab: fn(*ab), bounds))
 
 
+def _encode_block(block: np.ndarray, targets: np.ndarray, a: int, b: int) -> BaseRows:
+    return encode_base_rows(block[a:b], targets[a:b])
+
+
+def _nll_block(block: np.ndarray, targets: np.ndarray, a: int, b: int) -> np.ndarray:
+    return nll_rows(block[a:b], targets[a:b])
+
+
+def _kld_block(
+    block: np.ndarray, targets: np.ndarray, base: BaseRows, a: int, b: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return kld_rows(block[a:b], targets[a:b], base.rows(a, b))
+
+
 def _targets(tokens: np.ndarray, chunk: int, n_ctx: int) -> np.ndarray:
     first = n_ctx // 2
     start = chunk * n_ctx + first + 1
@@ -184,9 +200,7 @@ def _compute_base(
                     continue
                 block = rows[s * per : s * per + per - 1]
                 tg = _targets(tokens, i + s, n_ctx)
-                parts = _map_blocks(
-                    pool, lambda a, b, blk=block, t=tg: encode_base_rows(blk[a:b], t[a:b]), len(tg)
-                )
+                parts = _map_blocks(pool, partial(_encode_block, block, tg), len(tg))
                 cache.save_chunk(i + s, BaseRows.concat(parts))
             done = min(i + n_seq_batch, n_chunk)
             eta = (time.monotonic() - t0) / done * (n_chunk - done)
@@ -201,6 +215,117 @@ def _compute_base(
     return cache
 
 
+def _eval_sizes(params: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
+    """The params with the batch cut to whole contexts (as llama-perplexity), ctx and batch."""
+    n_ctx = int(params.get("ctx", 512))
+    n_batch = int(params.get("batch", 2048))
+    if n_ctx < 8:
+        raise QuantLensError(f"Context {n_ctx} is too small.", "Use a context of at least 8.")
+    if n_batch >= n_ctx and n_batch % n_ctx:
+        n_batch = n_ctx * (n_batch // n_ctx)  # llama-perplexity asserts the same
+        params = {**params, "batch": n_batch}
+    return params, n_ctx, n_batch
+
+
+def _model_tokens(
+    sess: LlamaSession, cache: BaseCache | None, text: str, params: dict[str, Any], n_ctx: int
+) -> tuple[np.ndarray, int]:
+    """The tokens to score (the base cache's when comparing) and how many chunks to score."""
+    tokens = cache.tokens() if cache is not None else None
+    if tokens is None:
+        tokens = sess.tokenize(text)
+    n_chunk = _plan_chunks(tokens, n_ctx, params.get("chunks"), Path(params["model"]).name)
+    if cache is not None:
+        n_chunk = min(n_chunk, cache.chunks_total)
+    if cache is not None and cache.meta.get("n_vocab") not in (None, sess.n_vocab):
+        raise QuantLensError(
+            "The base model has a different vocabulary than this model.",
+            "KL divergence needs the same tokenizer: choose the model this one was made from.",
+        )
+    return tokens, n_chunk
+
+
+@dataclass
+class _Scorer:
+    """Scores the model's chunks: PPL, and KLD against the base model's cache when comparing.
+
+    Every chunk's ``Point``s are emitted as soon as it is scored; ``dump`` (tests only) collects
+    the scored logits.
+    """
+
+    pool: ThreadPoolExecutor
+    emit: Emit
+    ppl: PplAccumulator
+    kld: KldAccumulator | None
+    cache: BaseCache | None
+    dump: list[np.ndarray] | None
+
+    def all_chunks(
+        self,
+        sess: LlamaSession,
+        tokens: np.ndarray,
+        n_ctx: int,
+        n_chunk: int,
+        result: dict[str, Any],
+    ) -> float:
+        """Decode and score every chunk; return the seconds it took.
+
+        ``result["chunks_done"]`` follows each chunk, so a cancel keeps what was measured.
+        """
+        ppl = self.ppl
+        lo = 0.5 if self.kld is not None else 0.0
+        per = n_ctx - n_ctx // 2
+        t0 = time.monotonic()
+        for i, n_seq_batch, rows in _groups(sess, tokens, n_ctx, n_chunk):
+            for s in range(n_seq_batch):
+                c = i + s
+                block = rows[s * per : s * per + per - 1]
+                tg = _targets(tokens, c, n_ctx)
+                if self.dump is not None:
+                    self.dump.append(np.array(block))
+                self.chunk(c, block, tg)
+                result["chunks_done"] = c + 1
+            done = min(i + n_seq_batch, n_chunk)
+            eta = (time.monotonic() - t0) / done * (n_chunk - done)
+            self.emit(
+                Progress(
+                    fraction=lo + (1 - lo) * done / n_chunk,
+                    message=f"chunk {done}/{n_chunk}: PPL {ppl.ppl:.4f} ± {ppl.ppl_err:.4f}",
+                    detail={"phase": "eval", "chunk": done, "chunks": n_chunk, "eta_s": eta},
+                )
+            )
+        return time.monotonic() - t0
+
+    def chunk(self, c: int, block: np.ndarray, tg: np.ndarray) -> None:
+        """Score chunk ``c`` (its logits rows and target tokens) and emit its points."""
+        ppl = self.ppl
+        extra: dict[str, Any] = {"chunk": c + 1}
+        if self.kld is None:
+            nll = np.concatenate(_map_blocks(self.pool, partial(_nll_block, block, tg), len(tg)))
+            ppl.add(nll)
+            extra["chunk_ppl"] = float(np.exp(nll.mean()))
+        else:
+            self._kld_chunk(c, block, tg, self.kld, extra)
+        self.emit(Point("ppl", x=ppl.count, y=ppl.ppl, err=ppl.ppl_err, extra=extra))
+
+    def _kld_chunk(
+        self, c: int, block: np.ndarray, tg: np.ndarray, kld: KldAccumulator, extra: dict[str, Any]
+    ) -> None:
+        assert self.cache is not None  # evaluate() makes the base cache whenever it counts KLD
+        ppl = self.ppl
+        base = self.cache.load_chunk(c)
+        parts = _map_blocks(self.pool, partial(_kld_block, block, tg, base), len(tg))
+        nll32, nll_b, kl, same = (np.concatenate(p) for p in zip(*parts, strict=True))
+        ppl.add(nll32.astype(np.float64))
+        kld.add(nll32, nll_b, kl, same)
+        run = kld.running()
+        extra.update(chunk_ppl=float(np.exp(nll32.astype(np.float64).mean())))
+        self.emit(Point("kld", x=c + 1, y=float(kl.mean()), err=_sem(kl), extra=extra))
+        self.emit(Point("kld_running", x=ppl.count, y=run["kld_mean"], err=run["kld_mean_err"]))
+        self.emit(Point("same_top", x=c + 1, y=100.0 * float(np.mean(same))))
+        self.emit(Point("ppl_ratio", x=ppl.count, y=float(np.exp(run["ln_ppl_ratio"]))))
+
+
 def evaluate(params: dict[str, Any], emit: Emit) -> dict[str, Any]:
     """Perplexity of ``params["model"]`` (and KLD against ``params["base"]`` when given).
 
@@ -210,13 +335,7 @@ def evaluate(params: dict[str, Any], emit: Emit) -> dict[str, Any]:
     abort = AbortFlag()
     abort.install()
     text = read_text(params.get("text"))
-    n_ctx = int(params.get("ctx", 512))
-    n_batch = int(params.get("batch", 2048))
-    if n_ctx < 8:
-        raise QuantLensError(f"Context {n_ctx} is too small.", "Use a context of at least 8.")
-    if n_batch >= n_ctx and n_batch % n_ctx:
-        n_batch = n_ctx * (n_batch // n_ctx)  # llama-perplexity asserts the same
-        params = {**params, "batch": n_batch}
+    params, n_ctx, n_batch = _eval_sizes(params)
     n_seq = max(1, n_batch // n_ctx)
     ppl = PplAccumulator()
     kld = KldAccumulator() if params.get("base") else None
@@ -230,77 +349,11 @@ def evaluate(params: dict[str, Any], emit: Emit) -> dict[str, Any]:
             emit(Progress(fraction=0.0, message="base model log-probs", detail={"phase": "base"}))
             cache = _compute_base(params, text, abort, emit, pool)
             result["base"] = str(params["base"])
+        scorer = _Scorer(pool, emit, ppl, kld, cache, dump if params.get("dump_logits") else None)
         with _session(params["model"], params, abort, n_seq) as sess:
-            tokens = cache.tokens() if cache is not None else None
-            if tokens is None:
-                tokens = sess.tokenize(text)
-            n_chunk = _plan_chunks(tokens, n_ctx, params.get("chunks"), Path(params["model"]).name)
-            if cache is not None:
-                n_chunk = min(n_chunk, cache.chunks_total)
-            if cache is not None and cache.meta.get("n_vocab") not in (None, sess.n_vocab):
-                raise QuantLensError(
-                    "The base model has a different vocabulary than this model.",
-                    "KL divergence needs the same tokenizer: choose the model this one was made from.",
-                )
+            tokens, n_chunk = _model_tokens(sess, cache, text, params, n_ctx)
             result.update(tokens=0, n_chunks=n_chunk, n_vocab=sess.n_vocab, threads=sess.threads)
-            lo = 0.5 if kld is not None else 0.0
-            per = n_ctx - n_ctx // 2
-            t0 = time.monotonic()
-            for i, n_seq_batch, rows in _groups(sess, tokens, n_ctx, n_chunk):
-                for s in range(n_seq_batch):
-                    c = i + s
-                    block = rows[s * per : s * per + per - 1]
-                    tg = _targets(tokens, c, n_ctx)
-                    if params.get("dump_logits"):
-                        dump.append(np.array(block))
-                    extra: dict[str, Any] = {"chunk": c + 1}
-                    if kld is None:
-                        parts = _map_blocks(
-                            pool, lambda a, b, blk=block, t=tg: nll_rows(blk[a:b], t[a:b]), len(tg)
-                        )
-                        nll = np.concatenate(parts)
-                        ppl.add(nll)
-                        extra["chunk_ppl"] = float(np.exp(nll.mean()))
-                    else:
-                        assert cache is not None
-                        base = cache.load_chunk(c)
-                        parts = _map_blocks(
-                            pool,
-                            lambda a, b, blk=block, t=tg, br=base: kld_rows(
-                                blk[a:b], t[a:b], br.rows(a, b)
-                            ),
-                            len(tg),
-                        )
-                        nll32, nll_b, kl, same = (
-                            np.concatenate(p) for p in zip(*parts, strict=True)
-                        )
-                        ppl.add(nll32.astype(np.float64))
-                        kld.add(nll32, nll_b, kl, same)
-                        run = kld.running()
-                        extra.update(chunk_ppl=float(np.exp(nll32.astype(np.float64).mean())))
-                        emit(Point("kld", x=c + 1, y=float(kl.mean()), err=_sem(kl), extra=extra))
-                        emit(
-                            Point(
-                                "kld_running",
-                                x=ppl.count,
-                                y=run["kld_mean"],
-                                err=run["kld_mean_err"],
-                            )
-                        )
-                        emit(Point("same_top", x=c + 1, y=100.0 * float(np.mean(same))))
-                        emit(Point("ppl_ratio", x=ppl.count, y=float(np.exp(run["ln_ppl_ratio"]))))
-                    emit(Point("ppl", x=ppl.count, y=ppl.ppl, err=ppl.ppl_err, extra=extra))
-                    result["chunks_done"] = c + 1
-                done = min(i + n_seq_batch, n_chunk)
-                eta = (time.monotonic() - t0) / done * (n_chunk - done)
-                emit(
-                    Progress(
-                        fraction=lo + (1 - lo) * done / n_chunk,
-                        message=f"chunk {done}/{n_chunk}: PPL {ppl.ppl:.4f} ± {ppl.ppl_err:.4f}",
-                        detail={"phase": "eval", "chunk": done, "chunks": n_chunk, "eta_s": eta},
-                    )
-                )
-            result["eval_s"] = time.monotonic() - t0
+            result["eval_s"] = scorer.all_chunks(sess, tokens, n_ctx, n_chunk, result)
             result.update(_summary(ppl, kld))
             if params.get("dump_logits"):
                 np.savez(params["dump_logits"], logits=np.concatenate(dump), tokens=tokens)

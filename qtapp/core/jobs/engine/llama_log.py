@@ -1,4 +1,4 @@
-"""Capture llama.cpp's log inside the worker: pieces joined until the newline, one line at a time."""
+"""Capture llama.cpp's log inside the worker: pieces joined until the newline, line by line."""
 
 from __future__ import annotations
 

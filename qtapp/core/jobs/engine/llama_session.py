@@ -224,8 +224,9 @@ class LlamaSession:
         if getattr(self, "ctx", None):
             L.llama_free(self.ctx)
             self.ctx = None
-        if getattr(self, "_pool", None) is not None:
-            self._pool.free()
+        pool = getattr(self, "_pool", None)  # absent when __init__ failed before the context
+        if pool is not None:
+            pool.free()
             self._pool = None
         if getattr(self, "model", None):
             L.llama_model_free(self.model)
@@ -245,11 +246,12 @@ class LlamaSession:
         data = text.encode("utf-8")
         n_max = len(data) + 16
         buf = (self.L.llama_token * n_max)()
-        n = self.L.llama_tokenize(self.vocab, data, len(data), buf, n_max, True, False)
+        n: int = self.L.llama_tokenize(self.vocab, data, len(data), buf, n_max, True, False)
         if n < 0:
             buf = (self.L.llama_token * -n)()
             n = self.L.llama_tokenize(self.vocab, data, len(data), buf, -n, True, False)
-        return np.frombuffer(buf, dtype=np.int32, count=n).copy()
+        tokens: np.ndarray = np.frombuffer(memoryview(buf), dtype=np.int32, count=n).copy()
+        return tokens
 
     # -- decoding --------------------------------------------------------------------------
     def _bind_batch(self) -> None:

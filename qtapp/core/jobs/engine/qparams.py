@@ -1,4 +1,4 @@
-"""Build ``llama_model_quantize_params`` for a target type or recipe (shared by dry and real runs)."""
+"""Build ``llama_model_quantize_params`` for a target type or recipe (for dry and real runs)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from qtapp.core.fit.quants import QUANT_TYPES, Recipe, ggml_type_id, resolve_tar
 #: one tensor line of llama.cpp's quantize log
 TENSOR_LINE = re.compile(
     r"^\[\s*(\d+)/\s*(\d+)\]\s+(\S+)\s+-\s+\[([\d,\s]+)\],\s+type\s+=\s+(\w+),\s+"
-    r"(?:converting to (\w+) .. )?size\s+=\s+([\d.]+)\s+MiB(?:\s+->\s+([\d.]+)\s+MiB(?:\s+\((\w+)\))?)?"
+    r"(?:converting to (\w+) .. )?size\s+=\s+([\d.]+)\s+MiB"
+    r"(?:\s+->\s+([\d.]+)\s+MiB(?:\s+\((\w+)\))?)?"
 )
 
 

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import llama_cpp
 
@@ -118,12 +118,14 @@ def _set_kv_overrides(qp: QuantParams, kvs: list[tuple[str, str | int]]) -> None
     arr = (llama_cpp.llama_model_kv_override * (len(kvs) + 1))()
     for i, (key, value) in enumerate(kvs):
         arr[i].key = key.encode()[:127]
+        # llama_cpp annotates this field with the Python values it can hold, not its ctypes union
+        union = cast("llama_cpp.llama_model_kv_override_value", arr[i].value)
         if isinstance(value, int):
             arr[i].tag = _KV_INT
-            arr[i].value.val_i64 = value
+            union.val_i64 = value
         else:
             arr[i].tag = _KV_STR
-            arr[i].value.val_str = value.encode()[:127]
+            union.val_str = value.encode()[:127]
     arr[len(kvs)].key = b""  # an empty key ends the list
     qp._keep.append(arr)  # noqa: SLF001 - the buffers live as long as the params
     qp.params.kv_overrides = ctypes.cast(arr, ctypes.POINTER(llama_cpp.llama_model_kv_override))
@@ -147,70 +149,20 @@ def quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
     overwrite = bool(params.get("overwrite"))
     _check_source(model)
     _check_output_dir(out)
-
-    from qtapp.core.gguf.tensor_names import read_tensor_infos
-
-    header = read_tensor_infos(model)  # fast; a damaged header fails here with a clear message
-    params = {**params, "n_layer": int(params.get("n_layer") or header.n_layer)}
-    split_count = max(int((header.metadata or {}).get("split.count", 1) or 1), 1)
+    params, split_count = _with_header(params, model)
     finals = final_paths(out, keep_split, split_count)
-    for final in finals:
-        if final.exists() and (
-            final.resolve() == model.resolve() or os.path.samefile(final, model)
-        ):
-            raise QuantLensError(
-                "The output would overwrite the source model.",
-                "Choose another output folder or name.",
-            )
-        if final.exists() and not overwrite:
-            raise QuantLensError(
-                f"{final.name} already exists in {final.parent}.",
-                "Delete it, choose another output folder (--out), or replace it (--overwrite in the "
-                "CLI; answer Yes when the Quantize page asks).",
-            )
+    _check_finals(finals, model, overwrite)
 
-    imatrix = None
-    kvs: list[tuple[str, str | int]] = []
     imatrix_path = params.get("imatrix")
-    if imatrix_path:
-        from qtapp.core.quantize.imatrix import load_imatrix
-
-        emit(
-            Progress(
-                fraction=0.0, message="loading the importance matrix", detail={"phase": "imatrix"}
-            )
-        )
-        loaded = load_imatrix(imatrix_path)
-        imatrix = loaded.data
-        kvs = loaded.kv_overrides()
-
+    imatrix, kvs = _load_imatrix(imatrix_path, emit)
     emit(Progress(fraction=0.0, message="sizing (dry run)", detail={"phase": "dry_run"}))
     dry = _dry_run({**params, "model": str(model)}, imatrix)
     tensors = dry["tensors"]
-    if dry["needs_imatrix"] and not imatrix_path:
-        raise QuantLensError(
-            f"{params['target']} needs an importance matrix (imatrix) for this model.",
-            "Choose an imatrix file made with llama-imatrix, or pick a type such as Q2_K, "
-            "Q3_K_S or IQ3_S that works without one.",
-        )
-    quantized_src = [
-        t for t in tensors if t["src_type"] not in FLOAT_TYPES and t["src_type"] != t["type"]
-    ]
-    if quantized_src and not params.get("allow_requantize"):
-        raise QuantLensError(
-            f"{model.name} is already quantized ({quantized_src[0]['src_type']} tensors); "
-            "requantizing loses quality.",
-            "Quantize from an F16/BF16/F32 model, or allow it: --requantize in the CLI, or tick "
-            '"I understand: requantize an already quantized model" on the Quantize page.',
-        )
-
+    _check_dry_run(dry, params, model, bool(imatrix_path))
     need = int(dry["bytes"]) + _metadata_bytes(model, tensors) + METADATA_MARGIN
     check_output_free(out.parent, need)
 
-    recipes = {r["name"]: Recipe.from_dict(r) for r in params.get("user_recipes", [])}
-    request = QuantRequest(**_request_fields(params), user_recipes=recipes)
-    qp = QuantParams(request, dry_run=False, imatrix=imatrix)
-    _set_kv_overrides(qp, kvs)
+    qp = _quant_params(params, imatrix, kvs)
 
     parts = part_paths(out, keep_split, split_count)
     remove_partials(out, keep_split)
@@ -222,46 +174,9 @@ def quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
 
     sizes = {t["name"]: int(t["bytes"]) for t in tensors}
     tracker = ProgressTracker(emit, sizes, int(dry["bytes"]), len(tensors))
-    emit(
-        Progress(
-            fraction=0.0,
-            message="quantizing",
-            detail={
-                "phase": "quantize",
-                "done_bytes": 0,
-                "total_bytes": dry["bytes"],
-                "count": len(tensors),
-                "index": 0,
-                "tensor": "",
-                "elapsed": 0.0,
-                "eta": None,
-                "mb_per_s": 0.0,
-            },
-        )
-    )
-    cpu0, t0 = _cpu_seconds(), time.perf_counter()
-    try:
-        with LlamaLog(tracker.on_line):
-            code = llama_cpp.llama_model_quantize(
-                str(model).encode(), str(target_arg).encode(), qp.pointer()
-            )
-    except BaseException:
-        remove_partials(out, keep_split)
-        raise
-    seconds, cpu_seconds = time.perf_counter() - t0, _cpu_seconds() - cpu0
-    if code != 0:
-        remove_partials(out, keep_split)
-        raise failure_message(tracker.errors, out, need)
-
-    missing = [p for p in parts if not p.exists()]
-    if missing:
-        remove_partials(out, keep_split)
-        raise QuantLensError(
-            f"llama.cpp finished but {missing[0].name} is missing.",
-            "This is unexpected; see the log.",
-        )
-    for part, final in zip(parts, finals, strict=True):
-        _publish(part, final, overwrite)
+    emit(_started(dry["bytes"], len(tensors)))
+    seconds, cpu_seconds = _run_quantizer(model, target_arg, qp, tracker, out, keep_split, need)
+    _publish_all(parts, finals, out, keep_split, overwrite)
     lifeline.remove_cleanup(orphan_cleanup)
 
     file_bytes = sum(p.stat().st_size for p in finals)
@@ -282,6 +197,142 @@ def quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
         "llama_cpp": getattr(llama_cpp, "__version__", ""),
         "source": str(model),
     }
+
+
+def _with_header(params: dict[str, Any], model: Path) -> tuple[dict[str, Any], int]:
+    """``params`` with ``n_layer`` from the source's header when absent; its split count."""
+    from qtapp.core.gguf.tensor_names import read_tensor_infos
+
+    header = read_tensor_infos(model)  # fast; a damaged header fails here with a clear message
+    params = {**params, "n_layer": int(params.get("n_layer") or header.n_layer)}
+    split_count = max(int((header.metadata or {}).get("split.count", 1) or 1), 1)
+    return params, split_count
+
+
+def _check_finals(finals: list[Path], model: Path, overwrite: bool) -> None:
+    """Refuse to overwrite the source, or an existing output unless ``overwrite``."""
+    for final in finals:
+        if final.exists() and (
+            final.resolve() == model.resolve() or os.path.samefile(final, model)
+        ):
+            raise QuantLensError(
+                "The output would overwrite the source model.",
+                "Choose another output folder or name.",
+            )
+        if final.exists() and not overwrite:
+            raise QuantLensError(
+                f"{final.name} already exists in {final.parent}.",
+                "Delete it, choose another output folder (--out), or replace it (--overwrite in "
+                "the CLI; answer Yes when the Quantize page asks).",
+            )
+
+
+def _load_imatrix(
+    imatrix_path: str | None, emit: Any
+) -> tuple[dict[str, Any] | None, list[tuple[str, str | int]]]:
+    """The importance matrix's data and the metadata it adds, or ``(None, [])`` without one."""
+    if not imatrix_path:
+        return None, []
+    from qtapp.core.quantize.imatrix import load_imatrix
+
+    emit(
+        Progress(fraction=0.0, message="loading the importance matrix", detail={"phase": "imatrix"})
+    )
+    loaded = load_imatrix(imatrix_path)
+    return loaded.data, loaded.kv_overrides()
+
+
+def _check_dry_run(
+    dry: dict[str, Any], params: dict[str, Any], model: Path, has_imatrix: bool
+) -> None:
+    """Refuse what the dry run shows cannot work: a missing imatrix, an unasked requantize."""
+    if dry["needs_imatrix"] and not has_imatrix:
+        raise QuantLensError(
+            f"{params['target']} needs an importance matrix (imatrix) for this model.",
+            "Choose an imatrix file made with llama-imatrix, or pick a type such as Q2_K, "
+            "Q3_K_S or IQ3_S that works without one.",
+        )
+    quantized_src = [
+        t for t in dry["tensors"] if t["src_type"] not in FLOAT_TYPES and t["src_type"] != t["type"]
+    ]
+    if quantized_src and not params.get("allow_requantize"):
+        raise QuantLensError(
+            f"{model.name} is already quantized ({quantized_src[0]['src_type']} tensors); "
+            "requantizing loses quality.",
+            "Quantize from an F16/BF16/F32 model, or allow it: --requantize in the CLI, or tick "
+            '"I understand: requantize an already quantized model" on the Quantize page.',
+        )
+
+
+def _quant_params(
+    params: dict[str, Any], imatrix: dict[str, Any] | None, kvs: list[tuple[str, str | int]]
+) -> QuantParams:
+    """llama.cpp's parameters for the real run: the request, user recipes, imatrix metadata."""
+    recipes = {r["name"]: Recipe.from_dict(r) for r in params.get("user_recipes", [])}
+    request = QuantRequest(**_request_fields(params), user_recipes=recipes)
+    qp = QuantParams(request, dry_run=False, imatrix=imatrix)
+    _set_kv_overrides(qp, kvs)
+    return qp
+
+
+def _started(total_bytes: int, count: int) -> Progress:
+    """The first progress event of the real run."""
+    return Progress(
+        fraction=0.0,
+        message="quantizing",
+        detail={
+            "phase": "quantize",
+            "done_bytes": 0,
+            "total_bytes": total_bytes,
+            "count": count,
+            "index": 0,
+            "tensor": "",
+            "elapsed": 0.0,
+            "eta": None,
+            "mb_per_s": 0.0,
+        },
+    )
+
+
+def _run_quantizer(
+    model: Path,
+    target_arg: Path,
+    qp: QuantParams,
+    tracker: ProgressTracker,
+    out: Path,
+    keep_split: bool,
+    need: int,
+) -> tuple[float, float]:
+    """llama.cpp's quantizer into the part files; wall and CPU seconds. Cleans up on failure."""
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    try:
+        with LlamaLog(tracker.on_line):
+            code = llama_cpp.llama_model_quantize(
+                str(model).encode(), str(target_arg).encode(), qp.pointer()
+            )
+    except BaseException:
+        remove_partials(out, keep_split)
+        raise
+    seconds, cpu_seconds = time.perf_counter() - t0, _cpu_seconds() - cpu0
+    if code != 0:
+        remove_partials(out, keep_split)
+        raise failure_message(tracker.errors, out, need)
+    return seconds, cpu_seconds
+
+
+def _publish_all(
+    parts: list[Path], finals: list[Path], out: Path, keep_split: bool, overwrite: bool
+) -> None:
+    """Rename every part file to its final name, once all of them are there."""
+    missing = [p for p in parts if not p.exists()]
+    if missing:
+        remove_partials(out, keep_split)
+        raise QuantLensError(
+            f"llama.cpp finished but {missing[0].name} is missing.",
+            "This is unexpected; see the log.",
+        )
+    for part, final in zip(parts, finals, strict=True):
+        _publish(part, final, overwrite)
 
 
 def _cpu_seconds() -> float:

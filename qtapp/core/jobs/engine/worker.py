@@ -58,7 +58,18 @@ def _read_spec_line() -> str:
     return data.decode("utf-8", "replace")
 
 
+def _lower_priority() -> None:
+    """Yield the CPU to the window that started this job (see Job.yield_to_window)."""
+    niceness = os.environ.get("QUANTLENS_WORKER_NICE")
+    if niceness and hasattr(os, "nice"):
+        try:
+            os.nice(int(niceness))
+        except (OSError, ValueError) as exc:
+            print(f"could not lower the worker's priority: {exc}", file=sys.stderr)
+
+
 def main() -> int:
+    _lower_priority()
     out = _event_stream()
 
     def emit(event: Event) -> None:

@@ -1,0 +1,65 @@
+"""What a plan knows of a model besides the controls, read the same way for the Fit page and
+``quantlens plan``: the header, the user's recipes, the measured quality order and speeds.
+
+Reading them touches the disk and the results store, so the window does it once per opened
+model, off the GUI thread; replanning (a slider move) reuses them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from qtapp.core.fit.devices import Device, parse_memory_size
+from qtapp.core.fit.measured_speed import MeasuredSpeeds, measured_speeds
+from qtapp.core.fit.quality_order import QualityOrder, measured_order
+from qtapp.core.fit.quants import Recipe
+from qtapp.core.gguf.model import ModelInfo, read_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlanSources:
+    """One model's header and what the user measured or defined for it."""
+
+    model: ModelInfo
+    recipes: dict[str, Recipe]
+    quality: QualityOrder  # empty: llama.cpp's published order
+    speeds: MeasuredSpeeds
+
+
+def user_recipes(warn: Callable[[str], object] = log.warning) -> dict[str, Recipe]:
+    """The user's saved recipes; an unreadable config folder costs them, not the plan."""
+    from qtapp.core.fit.recipes_store import load_user_recipes
+
+    try:
+        return load_user_recipes()
+    except OSError as exc:
+        warn(f"could not read your recipes: {exc}")
+        return {}
+
+
+def read_plan_sources(
+    path: str | Path,
+    measured_quality: bool = True,
+    warn: Callable[[str], object] = log.warning,
+) -> PlanSources:
+    """Read ``path``'s header (a bad file raises QuantLensError with one clear line), then the
+    recipes, the quality order (llama.cpp's published one when ``measured_quality`` is off)
+    and the measured speeds from the results store."""
+    model = read_model(path)
+    recipes = user_recipes(warn)
+    quality = measured_order(model, recipes) if measured_quality else QualityOrder()
+    return PlanSources(model, recipes, quality, measured_speeds(model, recipes))
+
+
+def what_if_host(detected: Device, ram: str | None) -> Device:
+    """The detected host, or one with ``ram`` of memory (one size such as ``256GiB``, the same
+    for ``--ram`` and the Fit page's box); the bandwidth guess stays the detected one's."""
+    if not ram or not ram.strip():
+        return detected
+    size = parse_memory_size(ram.strip(), "host RAM")
+    return Device("CPU", size, size, detected.bandwidth, False, "what-if host RAM")
