@@ -122,28 +122,15 @@ def add_exact(inp: PlanInputs, targets: list[str]) -> list[str]:
 
     m = inp.model
     warnings: list[str] = []
-    missing = []
-    for t in targets:
-        hit = fit_exact.cached_weights(m, t, inp.recipes.get(t))
-        if hit is not None:
-            inp.weights[t] = hit
-        else:
-            missing.append(t)
-    if missing:
+    many = fit_exact.ManyWeights(m, targets, inp.recipes)
+    spec = many.spec()
+    if spec is not None:
         try:
-            res = run_job(
-                "dry_quantize_many",
-                model=str(m.path),
-                targets=missing,
-                allow_requantize=True,
-                n_layer=m.n_layer,
-                user_recipes=[inp.recipes[t].to_dict() for t in missing if t in inp.recipes],
-            )
-            for t, r in res["results"].items():
-                inp.weights[t] = fit_exact.store_weights(m, t, r, inp.recipes.get(t))
-            warnings += [f"{t}: {e}" for t, e in res["errors"].items()]
+            many.take(run_job(spec.kind, **spec.params))
+            warnings += [f"{t}: {e}" for t, e in many.errors.items()]
         except QuantLensError as exc:
             warnings.append(f"exact weights unavailable ({exc.message}); showing estimates")
+    inp.weights.update(many.weights)
     try:
         inp.exact[inp.settings] = fit_exact.exact_memory(m, inp.settings)
     except QuantLensError as exc:

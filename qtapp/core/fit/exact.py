@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from qtapp.core.fit.kv_model import ContextSettings
 from qtapp.core.fit.plan import ExactFigures, Weights
 from qtapp.core.fit.quants import Recipe
 from qtapp.core.gguf.model import ModelInfo
+from qtapp.core.jobs.events import Event, Finished
+from qtapp.core.jobs.job import JobHooks, JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,52 @@ def exact_weights(m: ModelInfo, target: str, recipe: Recipe | None = None) -> We
     return store_weights(m, target, result, recipe)
 
 
+class ManyWeights(JobHooks):
+    """Exact weights of many targets in one ``dry_quantize_many`` job, the same for the CLI and
+    the window. Cached targets are taken at once; :meth:`end` stores the job's results in the
+    job's own thread (JSON writes stay off the GUI thread)."""
+
+    def __init__(
+        self, m: ModelInfo, targets: list[str], recipes: Mapping[str, Recipe] | None = None
+    ) -> None:
+        self.model = m
+        self.recipes = dict(recipes or {})
+        self.weights: dict[str, Weights] = {}
+        self.errors: dict[str, str] = {}
+        self.missing: list[str] = []
+        for t in targets:
+            hit = cached_weights(m, t, self.recipes.get(t))
+            if hit is None:
+                self.missing.append(t)
+            else:
+                self.weights[t] = hit
+
+    def spec(self) -> JobSpec | None:
+        """The job that sizes the targets not in the cache (None: nothing to do)."""
+        if not self.missing:
+            return None
+        mine = [self.recipes[t].to_dict() for t in self.missing if t in self.recipes]
+        return JobSpec(
+            "dry_quantize_many",
+            {
+                "model": str(self.model.path),
+                "targets": self.missing,
+                "allow_requantize": True,
+                "n_layer": self.model.n_layer,
+                "user_recipes": mine,
+            },
+        )
+
+    def end(self, terminal: Event) -> None:
+        if isinstance(terminal, Finished):
+            self.take(terminal.result)
+
+    def take(self, result: dict[str, Any]) -> None:
+        for t, r in result.get("results", {}).items():
+            self.weights[t] = store_weights(self.model, t, r, self.recipes.get(t))
+        self.errors.update(result.get("errors", {}))
+
+
 # -- KV and compute --------------------------------------------------------------------------------
 def memory_params(m: ModelInfo, cs: ContextSettings) -> dict[str, Any]:
     flash = (
@@ -175,3 +224,19 @@ def exact_memory(m: ModelInfo, cs: ContextSettings) -> ExactFigures:
     if hit is not None:
         return hit
     return store_memory(m, cs, run_job("dry_load", **memory_params(m, cs)))
+
+
+class MemoryFigures(JobHooks):
+    """One ``dry_load`` job for the window: :meth:`end` stores its figures in the job's thread."""
+
+    def __init__(self, m: ModelInfo, cs: ContextSettings) -> None:
+        self.model = m
+        self.settings = cs
+        self.figures: ExactFigures | None = None
+
+    def spec(self) -> JobSpec:
+        return JobSpec("dry_load", memory_params(self.model, self.settings))
+
+    def end(self, terminal: Event) -> None:
+        if isinstance(terminal, Finished):
+            self.figures = store_memory(self.model, self.settings, terminal.result)

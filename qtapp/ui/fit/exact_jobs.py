@@ -18,7 +18,6 @@ from qtapp.core.fit.plan import Weights
 from qtapp.core.fit.quants import Recipe
 from qtapp.core.gguf.model import ModelInfo
 from qtapp.core.jobs.events import Failed, Finished, Progress
-from qtapp.core.jobs.job import JobSpec
 from qtapp.ui.common.workers import JobRunner
 
 log = logging.getLogger(__name__)
@@ -63,22 +62,15 @@ class ExactFigureJobs(QObject):
         m = self.model
         if m is None or self._weights_job is not None:
             return False
-        missing = [t for t in targets if t not in self.weights]
-        if not missing:
+        many = fit_exact.ManyWeights(m, [t for t in targets if t not in self.weights], self.recipes)
+        self.weights.update(many.weights)
+        spec = many.spec()
+        if spec is None:
             return False
-        spec = JobSpec(
-            "dry_quantize_many",
-            {
-                "model": str(m.path),
-                "targets": missing,
-                "allow_requantize": True,
-                "n_layer": m.n_layer,
-                "user_recipes": [self.recipes[t].to_dict() for t in missing if t in self.recipes],
-            },
-        )
-        runner = JobRunner(spec, self)
+        # the hooks store each result in the job's thread; the GUI thread only takes them
+        runner = JobRunner(spec, self, hooks=many)
         runner.event.connect(self._on_weights_event)
-        runner.done.connect(lambda ev, mm=m: self._on_weights_done(mm, ev))
+        runner.done.connect(lambda ev, mm=m: self._on_weights_done(mm, many, ev))
         self._weights_job = runner
         runner.start()
         return True
@@ -87,13 +79,12 @@ class ExactFigureJobs(QObject):
         if isinstance(ev, Progress):
             self.status.emit(f"Sizing with llama.cpp… {ev.fraction:.0%} ({ev.message})")
 
-    def _on_weights_done(self, m: ModelInfo, ev: object) -> None:
+    def _on_weights_done(self, m: ModelInfo, many: fit_exact.ManyWeights, ev: object) -> None:
         self._weights_job = None
         if m is not self.model:
             return
         if isinstance(ev, Finished):
-            for t, r in ev.result.get("results", {}).items():
-                self.weights[t] = fit_exact.store_weights(m, t, r, self.recipes.get(t))
+            self.weights.update(many.weights)
             self.updated.emit()
         elif isinstance(ev, Failed):
             log.warning("exact weights failed: %s", ev.message)
@@ -114,17 +105,20 @@ class ExactFigureJobs(QObject):
             return
         if self._memory_job is not None:
             return  # re-asked when this one finishes
-        runner = JobRunner(JobSpec("dry_load", fit_exact.memory_params(m, cs)), self)
-        runner.done.connect(lambda ev, mm=m, c=cs: self._on_memory_done(mm, c, ev))
+        job = fit_exact.MemoryFigures(m, cs)  # stores the figures in the job's thread
+        runner = JobRunner(job.spec(), self, hooks=job)
+        runner.done.connect(lambda ev, mm=m, c=cs: self._on_memory_done(mm, c, job, ev))
         self._memory_job = runner
         runner.start()
 
-    def _on_memory_done(self, m: ModelInfo, cs: ContextSettings, ev: object) -> None:
+    def _on_memory_done(
+        self, m: ModelInfo, cs: ContextSettings, job: fit_exact.MemoryFigures, ev: object
+    ) -> None:
         self._memory_job = None
         if m is not self.model:
             return
-        if isinstance(ev, Finished):
-            self.exact[cs] = fit_exact.store_memory(m, cs, ev.result)
+        if isinstance(ev, Finished) and job.figures is not None:
+            self.exact[cs] = job.figures
             self.updated.emit()
         elif isinstance(ev, Failed):
             log.warning("exact KV/compute failed: %s", ev.message)
