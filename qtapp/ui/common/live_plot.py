@@ -19,7 +19,13 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
-from qtapp.ui.common.live_plot_parts import Band, IntegerAxis, redraw_queue, remove_from_queue
+from qtapp.ui.common.live_plot_parts import (
+    Band,
+    IntegerAxis,
+    light_grid,
+    redraw_queue,
+    remove_from_queue,
+)
 
 #: one colour per run, distinguishable and readable on light and dark backgrounds
 PALETTE = [
@@ -78,7 +84,7 @@ class LivePlot(QWidget):
         item.setTitle(title, size="10pt")
         item.setLabel("bottom", x_label)
         item.setLabel("left", y_label)
-        item.showGrid(x=True, y=True, alpha=0.25)
+        self.grid = light_grid(item, 0.25)
         item.setDownsampling(mode="peak", auto=True)
         item.setClipToView(True)
         for name in ("left", "bottom"):

@@ -88,3 +88,17 @@ def _forget_queue(*_: object) -> None:
 def remove_from_queue(plot: Any) -> None:
     if _queue is not None:
         _queue.remove(plot)
+
+
+def light_grid(item: Any, alpha: float) -> Any:
+    """A grid drawn by its own item under the curves, in place of the axes' grid lines.
+
+    pyqtgraph's axis grid replays every grid line with the axis picture on each axis repaint;
+    on the software renderer that made up three quarters of a chart's paint time (14.6 ms vs
+    2.9 ms for a 1000x400 chart), the longest part of a page's first show."""
+    foreground = item.getAxis("left").pen().color()
+    foreground.setAlphaF(alpha)
+    grid = pg.GridItem(pen=pg.mkPen(foreground), textPen=None)
+    grid.setZValue(-100)
+    item.addItem(grid, ignoreBounds=True)
+    return grid

@@ -14,6 +14,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from qtapp.core.hardware.probe import GIB, HardwareReport
+from qtapp.ui.common.live_plot_parts import light_grid
 
 PALETTE = ["#2f7de1", "#e8590c", "#2b8a3e", "#9c36b5", "#c92a2a", "#0b7285", "#e67700", "#5c940d"]
 #: points kept per curve: 10 minutes at one a second
@@ -72,7 +73,7 @@ class UsageChart(QWidget):
         plot.setTitle(title, color=foreground, size="10.5pt")
         plot.setLabel("left", unit, color=foreground)
         plot.setLabel("bottom", "time", units="s", color=foreground)
-        plot.showGrid(x=True, y=True, alpha=0.18)
+        light_grid(plot.getPlotItem(), 0.18)
         plot.setMenuEnabled(False)
         plot.setMouseEnabled(x=False, y=False)
         plot.hideButtons()
