@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qtapp.core.fit.devices import Device, parse_memory_size
+from qtapp.core.fit.exact import ManyWeights
 from qtapp.core.fit.measured_speed import MeasuredSpeeds, measured_speeds
+from qtapp.core.fit.plan import Weights, targets_for
 from qtapp.core.fit.quality_order import QualityOrder, measured_order
 from qtapp.core.fit.quants import Recipe
 from qtapp.core.gguf.model import ModelInfo, read_model
@@ -29,6 +31,9 @@ class PlanSources:
     recipes: dict[str, Recipe]
     quality: QualityOrder  # empty: llama.cpp's published order
     speeds: MeasuredSpeeds
+    #: llama.cpp's exact weights of the model's targets found in the cache (dozens of small
+    #: files: read here, off the GUI thread, not when the page opens the model)
+    weights: dict[str, Weights] = field(default_factory=dict)
 
 
 def user_recipes(warn: Callable[[str], object] = log.warning) -> dict[str, Recipe]:
@@ -53,7 +58,8 @@ def read_plan_sources(
     model = read_model(path)
     recipes = user_recipes(warn)
     quality = measured_order(model, recipes) if measured_quality else QualityOrder()
-    return PlanSources(model, recipes, quality, measured_speeds(model, recipes))
+    cached = ManyWeights(model, targets_for(model, recipes, quality), recipes).weights
+    return PlanSources(model, recipes, quality, measured_speeds(model, recipes), cached)
 
 
 def what_if_host(detected: Device, ram: str | None) -> Device:

@@ -39,16 +39,13 @@ class ExactFigureJobs(QObject):
         self._weights_job: JobRunner | None = None
         self._memory_job: JobRunner | None = None
 
-    def open(self, m: ModelInfo, recipes: dict[str, Recipe], targets: list[str]) -> None:
-        """A new model: forget the old figures and take the cached weights of ``targets``."""
+    def open(self, m: ModelInfo, recipes: dict[str, Recipe], cached: dict[str, Weights]) -> None:
+        """A new model: forget the old figures and take the cached weights (read with the
+        model's header, off the GUI thread: see core.fit.sources)."""
         self.model = m
         self.recipes = recipes
-        self.weights = {}
+        self.weights = dict(cached)
         self.exact = {}
-        for t in targets:
-            hit = fit_exact.cached_weights(m, t, recipes.get(t))
-            if hit is not None:
-                self.weights[t] = hit
 
     @property
     def sizing_weights(self) -> bool:

@@ -193,7 +193,7 @@ class Page(QWidget):
         self.controls.blockSignals(True)
         self.controls.set_context(min(m.n_ctx_train or 4096, 8192))
         self.controls.blockSignals(False)
-        self.figures.open(m, self.recipes, self._targets())
+        self.figures.open(m, self.recipes, got.weights)
         self.replan()
         self._request_weights()
         self.figures.request_memory()
