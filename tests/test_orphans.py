@@ -81,6 +81,26 @@ def _kill_parent_and_wait_for_child(parent: subprocess.Popen[bytes], child: int)
     return time.monotonic() - t0
 
 
+def _kill_cli_quantize_mid_write(model: Path, out: Path, home: Path) -> float:
+    """Start ``quantlens quantize``, SIGKILL it once its worker writes; seconds until the
+    orphaned worker was gone."""
+    command = [sys.executable, "-m", "qtapp", "quantize", str(model), "--type", "Q6_K"]
+    parent = subprocess.Popen(
+        [*command, "--out", str(out)],
+        env=_env(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(lambda: bool(list(out.glob("*.part"))), 120, "the quantizer to start writing")
+        children = _children(parent.pid)
+        assert len(children) == 1
+        return _kill_parent_and_wait_for_child(parent, children[0])
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
 def _results(home: Path) -> tuple[list[dict], str]:
     done = subprocess.run(
         [sys.executable, "-m", "qtapp", "results", "--format", "json"],
@@ -98,30 +118,7 @@ def test_killed_cli_quantize_leaves_no_worker_and_no_partial_file(
     slow_model: Path, tmp_path: Path
 ) -> None:
     home, out = tmp_path / "home", tmp_path / "out"
-    parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "qtapp",
-            "quantize",
-            str(slow_model),
-            "--type",
-            "Q6_K",
-            "--out",
-            str(out),
-        ],
-        env=_env(home),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait(lambda: bool(list(out.glob("*.part"))), 120, "the quantizer to start writing")
-        children = _children(parent.pid)
-        assert len(children) == 1
-        took = _kill_parent_and_wait_for_child(parent, children[0])
-    finally:
-        if parent.poll() is None:
-            parent.kill()
+    took = _kill_cli_quantize_mid_write(slow_model, out, home)
     print(f"orphaned quantize worker gone {took:.2f} s after its parent's SIGKILL")
     assert list(out.iterdir()) == []  # neither a .part nor a finished-looking file
 
@@ -175,30 +172,7 @@ def test_the_window_shows_a_killed_run_as_interrupted(
     tmp_path: Path,
     quantlens_home: Path,  # noqa: ANN001
 ) -> None:
-    out = tmp_path / "out"
-    parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "qtapp",
-            "quantize",
-            str(slow_model),
-            "--type",
-            "Q6_K",
-            "--out",
-            str(out),
-        ],
-        env=_env(quantlens_home),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait(lambda: bool(list(out.glob("*.part"))), 120, "the quantizer to start writing")
-        children = _children(parent.pid)
-        _kill_parent_and_wait_for_child(parent, children[0])
-    finally:
-        if parent.poll() is None:
-            parent.kill()
+    _kill_cli_quantize_mid_write(slow_model, tmp_path / "out", quantlens_home)
 
     from qtapp.ui.common.context import AppContext
     from qtapp.ui.compare.page import Page

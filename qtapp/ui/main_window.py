@@ -7,7 +7,15 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtGui import (
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+    QPixmap,
+    QShortcut,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QListWidget,
@@ -50,6 +58,7 @@ class MainWindow(QMainWindow):
         self.nav.setFixedWidth(170)
         self.stack = QStackedWidget()
         self.pages: dict[str, QWidget] = {}
+        self._pages_laid_out = False
         for index, (key, module_name) in enumerate(PAGES):
             module = importlib.import_module(module_name)
             page = module.Page(self.ctx)
@@ -124,6 +133,26 @@ class MainWindow(QMainWindow):
     def _qsettings(self) -> QSettings:
         """Window geometry only; it lives in the config folder so QUANTLENS_HOME redirects it."""
         return QSettings(str(self.ctx.paths.config / "window.ini"), QSettings.Format.IniFormat)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if not self._pages_laid_out:
+            self._pages_laid_out = True
+            self._lay_out_hidden_pages()
+
+    def _lay_out_hidden_pages(self) -> None:
+        """Lay out and paint every page once, off screen, while the window first appears.
+
+        A page's first show costs its first layout and its charts' first paint (pyqtgraph:
+        50-230 ms on a software renderer); paid here, a page switch later, possibly while a job
+        keeps the cores busy, costs only a repaint."""
+        self.centralWidget().layout().activate()
+        size = self.stack.size()
+        for page in self.pages.values():
+            if page is self.stack.currentWidget():
+                continue
+            page.resize(size)
+            page.render(QPixmap(size))  # sends the pending resize events, then paints
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self._qsettings().setValue("window/geometry", self.saveGeometry())

@@ -129,7 +129,11 @@ class ManyWeights(JobHooks):
     job's own thread (JSON writes stay off the GUI thread)."""
 
     def __init__(
-        self, m: ModelInfo, targets: list[str], recipes: Mapping[str, Recipe] | None = None
+        self,
+        m: ModelInfo,
+        targets: list[str],
+        recipes: Mapping[str, Recipe] | None = None,
+        use_cache: bool = True,
     ) -> None:
         self.model = m
         self.recipes = dict(recipes or {})
@@ -137,7 +141,7 @@ class ManyWeights(JobHooks):
         self.errors: dict[str, str] = {}
         self.missing: list[str] = []
         for t in targets:
-            hit = cached_weights(m, t, self.recipes.get(t))
+            hit = cached_weights(m, t, self.recipes.get(t)) if use_cache else None
             if hit is None:
                 self.missing.append(t)
             else:

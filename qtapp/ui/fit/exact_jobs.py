@@ -59,8 +59,9 @@ class ExactFigureJobs(QObject):
         m = self.model
         if m is None or self._weights_job is not None:
             return False
-        many = fit_exact.ManyWeights(m, [t for t in targets if t not in self.weights], self.recipes)
-        self.weights.update(many.weights)
+        # the cache was read with the model's header: what is not known yet is not cached
+        unknown = [t for t in targets if t not in self.weights]
+        many = fit_exact.ManyWeights(m, unknown, self.recipes, use_cache=False)
         spec = many.spec()
         if spec is None:
             return False
