@@ -401,3 +401,19 @@ def test_sigkill_while_writing_leaves_a_consistent_store(tmp_path: Path) -> None
         before = store.get_run(earlier)
         assert before.state == "finished" and before.metrics == {"ppl": 7.0}
         assert store.curves(earlier)["ppl"].ys.tolist() == [9.0, 8.0, 7.0]
+
+
+def test_one_fingerprint_for_the_planner_and_the_store(tiny_model: Path, tmp_path: Path) -> None:
+    """The planner's ModelInfo and the results store identify a file the same way, so measured
+    quality and speeds find their model by fingerprint, not only by name."""
+
+    from qtapp.core.fit.quality_order import _same_model
+    from qtapp.core.gguf.model import read_model
+
+    assert read_model(tiny_model).fingerprint == model_info(tiny_model).fingerprint
+    renamed = tmp_path / "elsewhere" / "renamed.gguf"
+    renamed.parent.mkdir()
+    shutil.copy(tiny_model, renamed)
+    with ResultsStore.open(tmp_path / "r.db") as store:
+        run = store.get_run(store.begin_run("eval", renamed, "x", model_name="another name"))
+    assert _same_model(run, read_model(tiny_model), {})

@@ -33,7 +33,7 @@ _TYPE_WORDS = re.compile(
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class FileIdentity:
     """What the store keeps about a model file."""
 
     path: Path
@@ -76,7 +76,7 @@ def _read_header(path: Path) -> tuple[bytes, GGUFFile]:
 
 
 @lru_cache(maxsize=256)
-def _model_info_cached(path: Path, _stamp: tuple[int, int]) -> ModelInfo:
+def _model_info_cached(path: Path, _stamp: tuple[int, int]) -> FileIdentity:
     shards = shard_paths(path)
     total = sum(p.stat().st_size for p in shards)
     h = hashlib.sha256()
@@ -94,7 +94,7 @@ def _model_info_cached(path: Path, _stamp: tuple[int, int]) -> ModelInfo:
     h.update(struct.pack("<QI", total, len(shards)))
     ftype = meta.get("general.file_type")
     name = meta.get("general.name")
-    return ModelInfo(
+    return FileIdentity(
         path=path,
         fingerprint=h.hexdigest()[:32],
         total_bytes=total,
@@ -106,7 +106,7 @@ def _model_info_cached(path: Path, _stamp: tuple[int, int]) -> ModelInfo:
     )
 
 
-def model_info(path: str | Path) -> ModelInfo:
+def model_info(path: str | Path) -> FileIdentity:
     """Fingerprint and describe a model file. Raises OSError when the file cannot be read."""
     p = Path(path).expanduser().resolve()
     st = p.stat()

@@ -8,7 +8,6 @@ the per-architecture rules (sliding-window pattern, recurrent layers) follow lla
 from __future__ import annotations
 
 import collections
-import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 from qtapp.core.errors import QuantLensError
 from qtapp.core.fit.quants import tensor_bytes
+from qtapp.core.gguf.fingerprint import fingerprint
 from qtapp.core.gguf.reader import ArrayInfo, GGUFFile, file_type_label, ggml_type_name, read_gguf
 from qtapp.core.gguf.shards import split_parts
 
@@ -312,12 +312,11 @@ def _type_name(type_id: int, tensor: str, path: Path) -> str:
     return ggml_type_name(type_id)  # "TYPE<n>" when newer than the gguf package: sized by offsets
 
 
-def _add_tensors(f: GGUFFile, tensors: list[Tensor], digest: hashlib._Hash) -> None:
-    """Append one shard's tensors to ``tensors`` and hash its layout into ``digest``.
+def _add_tensors(f: GGUFFile, tensors: list[Tensor]) -> None:
+    """Append one shard's tensors to ``tensors``.
 
     Raises :class:`QuantLensError` when the shard is shorter than its tensors need.
     """
-    digest.update(f"{f.file_size}:{len(f.tensors)}:{f.data_offset}".encode())
     ends = sorted({ti.offset for ti in f.tensors} | {f.file_size - f.data_offset})
     for ti in f.tensors:
         tname = _type_name(ti.type_id, ti.name, f.path)
@@ -328,7 +327,6 @@ def _add_tensors(f: GGUFFile, tensors: list[Tensor], digest: hashlib._Hash) -> N
             nbytes = ends[ends.index(ti.offset) + 1] - ti.offset
         m = _LAYER.match(ti.name)
         tensors.append(Tensor(ti.name, ti.shape, tname, nbytes, int(m[1]) if m else None))
-        digest.update(f"{ti.name}{ti.shape}{ti.type_id}".encode())
     end = max(
         (
             f.data_offset + ti.offset + t.bytes
@@ -358,11 +356,8 @@ def read_model(path: str | Path) -> ModelInfo:
             "It may be a LoRA adapter or vocabulary file rather than a model.",
         )
     tensors: list[Tensor] = []
-    digest = hashlib.sha1()
     for f in files:
-        _add_tensors(f, tensors, digest)
-    for key in sorted(k for k in meta if not k.startswith("tokenizer.")):
-        digest.update(f"{key}={meta[key]!r}".encode())
+        _add_tensors(f, tensors)
     allocated = 0
     for s in shards:
         st = s.stat()
@@ -379,5 +374,5 @@ def read_model(path: str | Path) -> ModelInfo:
         size_on_disk=sum(f.file_size for f in files),
         allocated_on_disk=allocated,
         meta_bytes=sum(f.data_offset for f in files),
-        fingerprint=digest.hexdigest()[:16],
+        fingerprint=fingerprint(path),  # THE fingerprint: the results store's, the caches' too
     )
