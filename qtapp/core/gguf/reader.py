@@ -18,6 +18,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -207,8 +208,23 @@ class GGUFPeek:
 
 
 def read_gguf(path: str | Path) -> GGUFFile:
-    """Parse one GGUF file's header. Raises :class:`GGUFFormatError` (a QuantLensError)."""
-    return _read(Path(path), FULL_CHUNK, lambda c: _parse(c))
+    """Parse one GGUF file's header. Raises :class:`GGUFFormatError` (a QuantLensError).
+
+    The result is shared (treat it as read-only): opening a model reads its header from several
+    places at once (the Fit page, the store's fingerprint, the Quantize page), and a big
+    vocabulary takes tens of ms of Python to walk; a changed file (size, mtime) is read again.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return _read(p, FULL_CHUNK, lambda c: _parse(c))  # _read says what is wrong
+    return _read_cached(p, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@lru_cache(maxsize=64)
+def _read_cached(path: Path, _size: int, _mtime_ns: int, _inode: int) -> GGUFFile:
+    return _read(path, FULL_CHUNK, lambda c: _parse(c))
 
 
 def peek_gguf(path: str | Path) -> GGUFPeek:
