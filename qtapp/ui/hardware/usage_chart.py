@@ -6,6 +6,7 @@ scrolling-plot pattern), so a burst of reports never costs more than one redraw 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -19,6 +20,8 @@ from qtapp.ui.common.live_plot_parts import light_grid
 PALETTE = ["#2f7de1", "#e8590c", "#2b8a3e", "#9c36b5", "#c92a2a", "#0b7285", "#e67700", "#5c940d"]
 #: points kept per curve: 10 minutes at one a second
 HISTORY = 600
+#: the time axis moves in steps of this many seconds
+TIME_STEP = 30.0
 
 
 @dataclass
@@ -63,6 +66,7 @@ class UsageChart(QWidget):
         self._mem_ceiling = 0.0
         self._dirty = False
         self._timer = QTimer(self)
+        self._window: tuple[float, float] | None = None
         self._timer.setInterval(redraw_ms)
         self._timer.timeout.connect(self.redraw)
         self._timer.start()
@@ -136,6 +140,18 @@ class UsageChart(QWidget):
         self.mem_plot.setTitle(title, color=self._foreground, size="10.5pt")
         if self._mem_ceiling:
             self.mem_plot.setYRange(0, self._mem_ceiling, padding=0.05)
+        self._follow_time()
+
+    def _follow_time(self) -> None:
+        """Move the time axis in 30 s steps, not every second: each move regenerates the axes'
+        pictures, the costliest part of a repaint."""
+        last = max((s.xs[-1] for s in self._series.values() if s.xs), default=0.0)
+        right = TIME_STEP * (math.floor(last / TIME_STEP) + 1)
+        window = (max(0.0, right - HISTORY - TIME_STEP), right)
+        if window != self._window:
+            self._window = window
+            for plot in (self.mem_plot, self.util_plot):
+                plot.setXRange(*window, padding=0)
 
     def point_count(self, key: str | None = None) -> int:
         """Points drawn in the memory curve of ``key`` (the first series when None)."""
