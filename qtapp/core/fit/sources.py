@@ -15,7 +15,7 @@ from pathlib import Path
 from qtapp.core.fit.devices import Device, parse_memory_size
 from qtapp.core.fit.exact import ManyWeights
 from qtapp.core.fit.measured_speed import MeasuredSpeeds, measured_speeds
-from qtapp.core.fit.plan import Weights, targets_for
+from qtapp.core.fit.plan import PlanInputs, Weights, make_plan, targets_for
 from qtapp.core.fit.quality_order import QualityOrder, measured_order
 from qtapp.core.fit.quants import Recipe
 from qtapp.core.gguf.model import ModelInfo, read_model
@@ -59,7 +59,11 @@ def read_plan_sources(
     recipes = user_recipes(warn)
     quality = measured_order(model, recipes) if measured_quality else QualityOrder()
     cached = ManyWeights(model, targets_for(model, recipes, quality), recipes).weights
-    return PlanSources(model, recipes, quality, measured_speeds(model, recipes), cached)
+    sources = PlanSources(model, recipes, quality, measured_speeds(model, recipes), cached)
+    # A first plan here fills the model's memos (weight estimates, per-layer sums: ~100 ms for a
+    # 262k-vocabulary model), so the caller's first plan on the GUI thread only reads them.
+    make_plan(PlanInputs(model, weights=cached, quality=quality, recipes=recipes))
+    return sources
 
 
 def what_if_host(detected: Device, ram: str | None) -> Device:
