@@ -13,6 +13,7 @@ from qtapp.core.fit.devices import (
     parse_gpu_spec,
     probe_devices,
 )
+from qtapp.core.fit.host_memory import LOAD_MODES, HostLoad, HostRepack, host_memory_text
 from qtapp.core.fit.kv_model import KV_TYPES, ContextSettings
 from qtapp.core.fit.measured_speed import speed_caption, speed_text
 from qtapp.core.fit.plan import Plan, PlanInputs, make_plan, targets_for
@@ -42,6 +43,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         type=int,
         default=None,
         help="evaluate this many GPU layers instead of choosing (-1 = all)",
+    )
+    p.add_argument(
+        "--load-mode",
+        default="mmap",
+        choices=LOAD_MODES,
+        help="how llama.cpp will load the weights (its --load-mode; default mmap)",
+    )
+    p.add_argument(
+        "--no-repack",
+        action="store_true",
+        help="plan for llama.cpp's --no-repack (no repacked copies of CPU weights)",
     )
     p.add_argument("--margin", type=int, default=1024, help="free VRAM kept per GPU, MiB")
     p.add_argument("--batch", type=int, default=2048, help="n_batch (default 2048)")
@@ -111,6 +123,10 @@ def build_inputs(args: argparse.Namespace) -> tuple[PlanInputs, list[str]]:
         recipes=src.recipes,
         quality=src.quality,
         speeds=src.speeds,
+        load=HostLoad(
+            getattr(args, "load_mode", "mmap"),
+            HostRepack() if getattr(args, "no_repack", False) else src.repack,
+        ),
     )
     return inp, _targets(args.types, inp)
 
@@ -185,13 +201,15 @@ def format_table(plan: Plan) -> str:
             f"{speed_text(r, 'pp'):>8}  {r.note}{tag}"
         )
     lines += ["", speed_caption(plan)]
+    rec = plan.row(plan.recommended) if plan.recommended else None
+    shown = rec or plan.rows[0]
+    lines += ["", host_memory_text(plan.load, shown.type, shown.devices[-1])]
     lines += [
         "",
         f"Recommended: {plan.recommended or 'none'}"
         + (f" (context up to {plan.recommended_ctx:,})" if plan.recommended_ctx else ""),
         plan.why,
     ]
-    rec = plan.row(plan.recommended) if plan.recommended else None
     if rec is not None and rec.llama_args:
         cs = plan.settings
         kv = f" -ctk {cs.type_k} -ctv {cs.type_v}" if cs.type_k != "f16" else ""

@@ -49,3 +49,25 @@ def test_kv_and_compute_equal_a_real_load(gemma_path: Path, n_ctx: int, facts_mi
     total = row.devices[0].total_bytes / MIB
     assert abs(total - facts_mib) < 3, total
     assert row.devices[0].weights_bytes == real["weights_bytes"]
+
+
+def test_host_plan_equals_llamas_own_cpu_buffers(gemma_path: Path) -> None:
+    """The repacked copies and the mapped pages the plan counts are the buffers llama.cpp logs
+    for a real load with this build (CPU_REPACK on AVX2 / AVX512 CPUs, AMX where built)."""
+    from qtapp.core.fit.host_memory import HostLoad
+    from qtapp.core.fit.sources import build_repack
+
+    m = read_model(gemma_path)
+    cs = ContextSettings(n_ctx=2048)
+    real = run_job("real_load", **memory_params(m, cs))
+    load = HostLoad("mmap", build_repack())
+    cpu = plan_row(PlanInputs(m, cs, [], HOST, load=load), current_weights(m)).devices[0]
+    devices = real["devices"]
+    logged_copies = sum(devices.get(k, {}).get("model", 0) for k in ("CPU_REPACK", "AMX"))
+    assert abs((cpu.weights_bytes - cpu.mapped_bytes) - logged_copies) <= 0.01 * MIB
+    # every tensor's pages are mapped (Gemma's copied tensors lie between mapped ones): the
+    # mapped buffer is the pages in use plus the originals read once
+    mapped = devices["CPU"]["model"]
+    assert abs(cpu.mapped_bytes + cpu.load_cache_bytes - mapped) <= 0.01 * MIB
+    if load.repack.kinds:
+        assert logged_copies > 0

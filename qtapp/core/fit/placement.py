@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from qtapp.core.fit.devices import CUDA_OVERHEAD_F16, CUDA_OVERHEAD_QUANT, Device
+from qtapp.core.fit.host_memory import HostLoad, HostRepack
 from qtapp.core.fit.kv_model import (
     ContextSettings,
     compute_parts,
     host_compute_estimate,
     output_buffer,
 )
-from qtapp.core.fit.weights import FLOAT_TYPES, Weights
+from qtapp.core.fit.weights import FLOAT_TYPES, Weights, tensor_type
 from qtapp.core.gguf.model import ModelInfo
 
 
@@ -46,10 +47,21 @@ class DeviceUse:
     budget_bytes: int = 0  # what may be used (free minus margin); 0 = unknown
     free_bytes: int = 0
     read_bytes: float = 0.0  # weights read per generated token (routed experts: the used share)
+    #: host only: the part of weights_bytes that is mapped file pages, used for every token
+    #: (page cache the system could drop, but only by re-reading it from disk)
+    mapped_bytes: int = 0
+    #: host only: file pages read once while loading (originals of repacked weights, weights
+    #: uploaded to GPUs): resident after the load until the system reclaims them; not in total
+    load_cache_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
         return self.weights_bytes + self.kv_bytes + self.compute_bytes + self.overhead_bytes
+
+    @property
+    def peak_bytes(self) -> int:
+        """The resident memory right after the load (the total plus the pages read once)."""
+        return self.total_bytes + self.load_cache_bytes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +71,15 @@ class DeviceUse:
             "compute_bytes": self.compute_bytes,
             "overhead_bytes": self.overhead_bytes,
             "total_bytes": self.total_bytes,
+            **(
+                {
+                    "mapped_bytes": self.mapped_bytes,
+                    "load_cache_bytes": self.load_cache_bytes,
+                    "peak_bytes": self.peak_bytes,
+                }
+                if self.device == "CPU"
+                else {}
+            ),
             "budget_bytes": self.budget_bytes,
             "free_bytes": self.free_bytes,
         }
@@ -102,17 +123,60 @@ class Layered:
     other: int  # tensors of no block besides those (rare)
     has_float_matrices: bool
     tied_copy: int = 0  # the output layer's copy of token_embd (tied embeddings)
+    #: held on the CPU, llama.cpp copies some of these weights into an extra buffer
+    #: (:mod:`qtapp.core.fit.host_memory`): the file bytes of those tensors and the copies' bytes
+    copied: Copied | None = None
 
 
-def group_weights(m: ModelInfo, w: Weights, n_layer_all: int) -> Layered:
+@dataclass
+class Copied:
+    """Per block (dense part, routed experts) and for the output layer: the file bytes of the
+    weights llama.cpp would copy into an extra CPU buffer, and the bytes of the copies."""
+
+    layer_file: list[int]
+    layer_copy: list[int]
+    experts_file: list[int]
+    experts_copy: list[int]
+    output_file: int = 0
+    output_copy: int = 0
+
+
+def group_weights(
+    m: ModelInfo, w: Weights, n_layer_all: int, repack: HostRepack | None = None
+) -> Layered:
     """Memoized per (model, weights object): sliders replan without re-walking the tensors."""
-    key = ("group", id(w), n_layer_all)
+    repack = repack or HostRepack()
+    key = ("group", id(w), n_layer_all, repack)
     hit: tuple[Weights, Layered] | None = m.memo.get(key)
     if hit is not None and hit[0] is w:
         return hit[1]
     g = group_weights_uncached(m, w, n_layer_all)
+    if repack.kinds:
+        g.copied = _copied(m, w, n_layer_all, repack)
     m.memo[key] = (w, g)
     return g
+
+
+def _copied(m: ModelInfo, w: Weights, n_layer_all: int, repack: HostRepack) -> Copied:
+    c = Copied([0] * n_layer_all, [0] * n_layer_all, [0] * n_layer_all, [0] * n_layer_all)
+    tied = not any(t.name == "output.weight" for t in m.tensors)
+    for t in m.tensors:
+        ttype = tensor_type(m, w, t.name, t.type, t.shape)
+        name = "output.weight" if tied and t.name == "token_embd.weight" else t.name
+        _, copy = repack.copy_of(name, ttype, t.shape)
+        if not copy:
+            continue
+        b = w.tensors.get(t.name, t.bytes)
+        if t.layer is not None and t.layer < n_layer_all:
+            files, copies = (
+                (c.experts_file, c.experts_copy) if t.is_expert else (c.layer_file, c.layer_copy)
+            )
+            files[t.layer] += b
+            copies[t.layer] += copy
+        elif name.startswith("output"):
+            c.output_file += b
+            c.output_copy += copy
+    return c
 
 
 def group_weights_uncached(m: ModelInfo, w: Weights, n_layer_all: int) -> Layered:
@@ -199,6 +263,7 @@ def device_uses(
     pl: Placement,
     margin: int,
     exact: ExactFigures | None,
+    load: HostLoad | None = None,
 ) -> list[DeviceUse]:
     n_all = len(g.layer)
     where = pl.where
@@ -239,7 +304,43 @@ def device_uses(
     if used_gpus:
         for u in uses:
             u.overhead_bytes = overhead
+    _host_pages(cpu, uses, g, pl, load or HostLoad())
     return [*uses, cpu]
+
+
+def _host_pages(
+    cpu: DeviceUse, gpus: list[DeviceUse], g: Layered, pl: Placement, load: HostLoad
+) -> None:
+    """Split the host's weights into repacked copies and mapped pages, and count the pages the
+    load reads once (see :mod:`qtapp.core.fit.host_memory`)."""
+    c = g.copied
+    copied_file = copies = tied_source = 0
+    if c is not None:
+        n_all = len(g.layer)
+        for il in range(n_all):
+            if pl.where[il] < 0:
+                copied_file += c.layer_file[il]
+                copies += c.layer_copy[il]
+            if pl.where[il] < 0 or pl.experts_cpu[il]:
+                copied_file += c.experts_file[il]
+                copies += c.experts_copy[il]
+        if pl.where[n_all] < 0:
+            copies += c.output_copy
+            if g.tied_copy:  # the copy is made from token_embd, which stays mapped
+                tied_source = c.output_file
+            else:
+                copied_file += c.output_file
+    file_on_cpu = cpu.weights_bytes + tied_source
+    cpu.weights_bytes = file_on_cpu - copied_file + copies - tied_source
+    if not load.mapped:
+        return
+    uploaded = sum(u.weights_bytes for u in gpus) - (g.tied_copy if pl.where[-1] >= 0 else 0)
+    cpu.mapped_bytes = file_on_cpu - copied_file - tied_source
+    once = copied_file + max(uploaded, 0)
+    if load.locked:  # mlock pins the mapped range, pages read once included (at most)
+        cpu.weights_bytes += once
+    else:
+        cpu.load_cache_bytes = once
 
 
 def gpus_fit(uses: list[DeviceUse]) -> bool:

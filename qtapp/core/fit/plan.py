@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qtapp.core.fit.devices import DEFAULT_MARGIN, GIB, MIB, Device
+from qtapp.core.fit.host_memory import HostLoad
 from qtapp.core.fit.kv_model import ContextSettings, kv_estimate, pad
 from qtapp.core.fit.measured_speed import Calibration, MeasuredSpeeds, SpeedMeasurement
 from qtapp.core.fit.placement import (
@@ -184,6 +185,7 @@ class Plan:
     quality: QualityOrder = field(default_factory=QualityOrder)
     #: placement ("cpu" | "gpu" | "ngl<N>") -> median measured/predicted ratios and their count
     speed_calibration: dict[str, Any] = field(default_factory=dict)
+    load: HostLoad = field(default_factory=HostLoad)
 
     def row(self, name: str) -> PlanRow | None:
         return next((r for r in self.rows if r.type == name), None)
@@ -210,6 +212,11 @@ class Plan:
             "why": self.why,
             "quality_order": self.quality.to_dict(),
             "speed_calibration": self.speed_calibration,
+            "host_load": {
+                "load_mode": self.load.mode,
+                "copies_into": list(self.load.repack.kinds),
+                "cpu_features": sorted(self.load.repack.features),
+            },
             "rows": [r.to_dict() for r in self.rows],
         }
 
@@ -233,6 +240,8 @@ class PlanInputs:
     recipes: dict[str, Recipe] = field(default_factory=dict)  # the user's recipes by name
     #: the user's measured speeds (read once per model open): shown and used to calibrate
     speeds: MeasuredSpeeds = field(default_factory=MeasuredSpeeds)
+    #: how llama.cpp loads the weights on this host (load mode, repacked copies)
+    load: HostLoad = field(default_factory=HostLoad)
 
     def rank(self, name: str) -> float:
         """Higher is better: the measured order where there is one, else the published one."""
@@ -247,13 +256,13 @@ def plan_row(
     m = inp.model
     cs = settings or inp.settings
     n_all = max(int(m._int("block_count")), m.n_layer)
-    g = group_weights(m, w, n_all)
+    g = group_weights(m, w, n_all, inp.load.repack)
     exact = inp.exact.get(cs)
     kv_layer = _kv_per_layer(m, cs, exact, n_all)
     full = n_all + 1
     want = ngl if ngl is not None else inp.ngl
     pl = _placement(inp, g, kv_layer, cs, exact, want, n_all)
-    uses = device_uses(m, g, kv_layer, cs, inp.gpus, inp.host, pl, inp.margin, exact)
+    uses = device_uses(m, g, kv_layer, cs, inp.gpus, inp.host, pl, inp.margin, exact, inp.load)
     ngl_used, n_cpu_moe = pl.n_gpu_layers, pl.n_cpu_moe
     all_on_gpu = bool(inp.gpus) and ngl_used >= full and n_cpu_moe == 0
     verdict = verdict_of(uses, all_on_gpu or not inp.gpus)
@@ -282,7 +291,9 @@ def plan_row(
     measured = inp.quality.measured.get(w.target)
     row.measured_quality = measured.value if measured is not None else None
     row.tensor_split = pl.tensor_split
-    row.llama_args = llama_args(pl, bool(inp.gpus), len(inp.gpus))
+    row.llama_args = " ".join(
+        a for a in (llama_args(pl, bool(inp.gpus), len(inp.gpus)), inp.load.flag()) if a
+    )
     return row
 
 
@@ -315,7 +326,7 @@ def _placement(
     no_experts_cpu = [False] * n_all
 
     def uses_of(pl: Placement) -> list[DeviceUse]:
-        return device_uses(m, g, kv_layer, cs, inp.gpus, inp.host, pl, inp.margin, exact)
+        return device_uses(m, g, kv_layer, cs, inp.gpus, inp.host, pl, inp.margin, exact, inp.load)
 
     if not inp.gpus:
         return Placement([-1] * full, no_experts_cpu)
@@ -615,4 +626,5 @@ def make_plan(inp: PlanInputs, targets: list[str] | None = None) -> Plan:
         why,
         inp.quality,
         calibration,
+        inp.load,
     )

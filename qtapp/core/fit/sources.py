@@ -7,6 +7,7 @@ model, off the GUI thread; replanning (a slider move) reuses them.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from qtapp.core.fit.devices import Device, parse_memory_size
 from qtapp.core.fit.exact import ManyWeights
+from qtapp.core.fit.host_memory import HostRepack
 from qtapp.core.fit.measured_speed import MeasuredSpeeds, measured_speeds
 from qtapp.core.fit.plan import PlanInputs, Weights, make_plan, targets_for
 from qtapp.core.fit.quality_order import QualityOrder, measured_order
@@ -34,6 +36,8 @@ class PlanSources:
     #: llama.cpp's exact weights of the model's targets found in the cache (dozens of small
     #: files: read here, off the GUI thread, not when the page opens the model)
     weights: dict[str, Weights] = field(default_factory=dict)
+    #: what the installed llama.cpp build copies into extra CPU buffers
+    repack: HostRepack = field(default_factory=HostRepack)
 
 
 def user_recipes(warn: Callable[[str], object] = log.warning) -> dict[str, Recipe]:
@@ -59,11 +63,22 @@ def read_plan_sources(
     recipes = user_recipes(warn)
     quality = measured_order(model, recipes) if measured_quality else QualityOrder()
     cached = ManyWeights(model, targets_for(model, recipes, quality), recipes).weights
-    sources = PlanSources(model, recipes, quality, measured_speeds(model, recipes), cached)
+    sources = PlanSources(
+        model, recipes, quality, measured_speeds(model, recipes), cached, build_repack()
+    )
     # A first plan here fills the model's memos (weight estimates, per-layer sums: ~100 ms for a
     # 262k-vocabulary model), so the caller's first plan on the GUI thread only reads them.
     make_plan(PlanInputs(model, weights=cached, quality=quality, recipes=recipes))
     return sources
+
+
+@functools.cache
+def build_repack() -> HostRepack:
+    """The installed llama.cpp build's CPU features (its system info, probed once in a worker
+    child and cached on disk per install): they decide which weights it repacks."""
+    from qtapp.core.hardware.llama_build import get_llama_build
+
+    return HostRepack.from_system_info(get_llama_build().system_info)
 
 
 def what_if_host(detected: Device, ram: str | None) -> Device:

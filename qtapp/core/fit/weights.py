@@ -77,4 +77,31 @@ def current_weights(m: ModelInfo) -> Weights:
     )
 
 
-# -- placement ---------------------------------------------------------------------------------
+def _main_type(target: str) -> str:
+    """The ggml type most of a target's matrices get (``Q4_K_M`` -> ``Q4_K``)."""
+    if target == "MXFP4_MOE":
+        return "MXFP4"
+    if target in ("IQ3_XS", "IQ3_M"):
+        return "IQ3_S"
+    if target == "IQ2_M":
+        return "IQ2_S"
+    return re.sub(r"_(S|M|L)$", "", target)
+
+
+def tensor_type(m: ModelInfo, w: Weights, name: str, file_type: str, shape: tuple[int, ...]) -> str:
+    """A tensor's ggml type in target ``w``: exact from the dry run, else the file's type for
+    the tensors the quantizer keeps, else the target's main type (the output projection at
+    Q6_K, as llama.cpp keeps it). Estimates only; exact weights replace them."""
+    if w.exact or w.target == "current":
+        return w.types.get(name, file_type)
+    entry = QUANT_TYPES.get(w.target) or RECIPES.get(w.target)
+    if entry is None or not quantizable(name, shape):
+        return file_type
+    qt = QUANT_TYPES[entry.base] if isinstance(entry, Recipe) else entry
+    if qt.family == "float":
+        return file_type if file_type == "F32" else qt.name
+    tied = m.memo.get("tied")
+    if tied is None:
+        tied = m.memo["tied"] = not any(t.name == "output.weight" for t in m.tensors)
+    head = "token_embd.weight" if tied else "output.weight"
+    return "Q6_K" if name == head else _main_type(qt.name)

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from qtapp.core.fit.devices import host_device
+from qtapp.core.fit.host_memory import HostLoad, HostRepack, host_memory_text
 from qtapp.core.fit.measured_speed import MeasuredSpeeds, speed_caption
 from qtapp.core.fit.plan import Plan, PlanInputs, PlanRow, make_plan, targets_for
 from qtapp.core.fit.quality_order import METRIC_NAMES, QualityOrder
@@ -58,6 +59,7 @@ class Page(QWidget):
         self.recipes: dict[str, Recipe] = {}  # the user's saved recipes, read at model open
         self.quality = QualityOrder()  # measured order from the results store, read at open
         self.speeds = MeasuredSpeeds()  # measured tokens/s from the results store, read at open
+        self.repack = HostRepack()  # what the llama.cpp build repacks, read with the model
         self._loader: BackgroundCall | None = None
         self.last_plan_ms = 0.0
         self._build()
@@ -128,6 +130,12 @@ class Page(QWidget):
         right_l.addWidget(self.table, 1)
         self.bars = DeviceBars()
         right_l.addWidget(self.bars)
+        # what the host's RAM holds for the selected row: copies, mapped pages, pages read once
+        self.host_label = QLabel("")
+        self.host_label.setWordWrap(True)
+        self.host_label.setObjectName("hostMemory")
+        self.host_label.setStyleSheet("color: palette(placeholder-text);")
+        right_l.addWidget(self.host_label)
         bottom = QHBoxLayout()
         self.exact_label = QLabel("")
         self.exact_label.setWordWrap(True)
@@ -185,6 +193,7 @@ class Page(QWidget):
             return
         assert isinstance(got, PlanSources)
         m, self.recipes, self.quality, self.speeds = got.model, got.recipes, got.quality, got.speeds
+        self.repack = got.repack
         self.model = m
         self.path_label.setText(str(m.path))
         self.path_label.setToolTip(str(m.path))
@@ -221,6 +230,7 @@ class Page(QWidget):
             quality=self.quality,
             recipes=self.recipes,
             speeds=self.speeds,
+            load=HostLoad("mmap", self.repack),
         )
 
     def _targets(self) -> list[str]:
@@ -271,7 +281,12 @@ class Page(QWidget):
     def _on_row(self, row: PlanRow | None) -> None:
         if row is None:
             self.bars.set_devices([], "")
+            self.host_label.setText("")
             return
+        cpu = next((u for u in row.devices if u.device == "CPU"), None)
+        if cpu is not None and self.plan is not None:
+            name = "the current file" if row.type == "current" else row.type
+            self.host_label.setText(host_memory_text(self.plan.load, name, cpu))
         name = "the current file" if row.type == "current" else row.type
         self.bars.set_devices(
             row.devices,
