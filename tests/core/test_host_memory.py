@@ -105,6 +105,7 @@ def test_cpu_plan_counts_the_copies_and_the_pages_read_once(moe: Path) -> None:
     assert cpu.weights_bytes == plain.weights_bytes
     assert cpu.load_cache_bytes == copied
     assert cpu.mapped_bytes == plain.weights_bytes - copied
+    assert cpu.copies_bytes == copied and plain.copies_bytes == 0
     assert cpu.peak_bytes == cpu.total_bytes + copied
     assert plain.load_cache_bytes == 0 and plain.mapped_bytes == plain.weights_bytes
     assert row.verdict == plain_row.verdict
@@ -116,7 +117,9 @@ def test_load_modes(moe: Path) -> None:
     _, locked = _cpu(moe, HostLoad("mmap+mlock", AVX2))
     # --load-mode none: the weights are read into memory, nothing is mapped or read twice
     assert none.mapped_bytes == 0 and none.load_cache_bytes == 0
-    assert none.total_bytes == mapped.total_bytes
+    m = read_model(moe)
+    assert none.weights_bytes == mapped.weights_bytes
+    assert mapped.overhead_bytes - none.overhead_bytes == m.meta_bytes  # the mapped header
     # mmap+mlock pins the pages read once too
     assert locked.load_cache_bytes == 0
     assert locked.total_bytes == mapped.total_bytes + mapped.load_cache_bytes

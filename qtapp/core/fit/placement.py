@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qtapp.core.fit.devices import CUDA_OVERHEAD_F16, CUDA_OVERHEAD_QUANT, Device
-from qtapp.core.fit.host_memory import HostLoad, HostRepack
+from qtapp.core.fit.host_memory import HostLoad, HostRepack, bookkeeping_bytes
 from qtapp.core.fit.kv_model import (
     ContextSettings,
     compute_parts,
@@ -53,6 +53,8 @@ class DeviceUse:
     #: host only: file pages read once while loading (originals of repacked weights, weights
     #: uploaded to GPUs): resident after the load until the system reclaims them; not in total
     load_cache_bytes: int = 0
+    #: host only: the part of weights_bytes in llama.cpp's extra buffers (CPU_REPACK, AMX)
+    copies_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
@@ -73,6 +75,7 @@ class DeviceUse:
             "total_bytes": self.total_bytes,
             **(
                 {
+                    "copies_bytes": self.copies_bytes,
                     "mapped_bytes": self.mapped_bytes,
                     "load_cache_bytes": self.load_cache_bytes,
                     "peak_bytes": self.peak_bytes,
@@ -304,7 +307,9 @@ def device_uses(
     if used_gpus:
         for u in uses:
             u.overhead_bytes = overhead
-    _host_pages(cpu, uses, g, pl, load or HostLoad())
+    load = load or HostLoad()
+    _host_pages(cpu, uses, g, pl, load)
+    cpu.overhead_bytes = bookkeeping_bytes(m.n_vocab, m.meta_bytes, load)
     return [*uses, cpu]
 
 
@@ -332,6 +337,7 @@ def _host_pages(
                 copied_file += c.output_file
     file_on_cpu = cpu.weights_bytes + tied_source
     cpu.weights_bytes = file_on_cpu - copied_file + copies - tied_source
+    cpu.copies_bytes = copies
     if not load.mapped:
         return
     uploaded = sum(u.weights_bytes for u in gpus) - (g.tied_copy if pl.where[-1] >= 0 else 0)

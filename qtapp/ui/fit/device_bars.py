@@ -11,7 +11,7 @@ from qtapp.ui.fit.model_card import human_bytes
 
 PARTS = [
     ("weights_bytes", "Weights", "#2f7de1"), ("kv_bytes", "KV cache", "#e08a00"),
-    ("compute_bytes", "Compute", "#8e5bc4"), ("overhead_bytes", "CUDA overhead", "#8c939d"),
+    ("compute_bytes", "Compute", "#8e5bc4"), ("overhead_bytes", "Overhead", "#8c939d"),
 ]  # fmt: skip
 LIMIT_COLOUR = "#d64545"
 ROW_H = 34

@@ -217,7 +217,12 @@ class FitTableModel(QAbstractTableModel):
                 f"  compute {human_bytes(d.compute_bytes)}",
             ]
             if d.overhead_bytes:
-                lines.append(f"  CUDA context + libraries {human_bytes(d.overhead_bytes)}")
+                what = "llama.cpp's own tables" if d.device == "CPU" else "CUDA context + libraries"
+                lines.append(f"  {what} {human_bytes(d.overhead_bytes)}")
+            if d.copies_bytes:
+                lines.append(f"  of the weights, repacked copies {human_bytes(d.copies_bytes)}")
+            if d.load_cache_bytes:
+                lines.append(f"  + read once while loading {human_bytes(d.load_cache_bytes)}")
             if d.budget_bytes:
                 lines.append(f"usable: {human_bytes(d.budget_bytes)}")
             return "\n".join(lines)

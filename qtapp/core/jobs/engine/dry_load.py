@@ -70,7 +70,9 @@ def dry_load(params: dict[str, Any], emit: Any) -> dict[str, Any]:
     with LlamaLog(lambda _lvl, line: lines.append(line)) as log:
         llama_cpp.llama_backend_init()
         mp, _keep = _model_params(params)
+        rss_before = _rss_bytes()
         model = llama_cpp.llama_model_load_from_file(model_path.encode(), mp)
+        hwm_model = _hwm_bytes()
         if not model:
             log.flush()
             detail = next(
@@ -102,6 +104,9 @@ def dry_load(params: dict[str, Any], emit: Any) -> dict[str, Any]:
         "n_ctx": n_ctx,
         "seconds": time.perf_counter() - t0,
         "rss_bytes": rss,
+        # the process's resident memory before the load, and its peak once the weights are in
+        "rss_before_bytes": rss_before,
+        "hwm_after_model_bytes": hwm_model,
         **parsed,
     }
 
@@ -112,6 +117,8 @@ def _model_params(params: dict[str, Any]) -> tuple[llama_cpp.llama_model_params,
     real = bool(params.get("real", False))
     mp.no_alloc = not real  # a real load (benchmarks, tests) allocates and maps for real
     mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if real else llama_cpp.LLAMA_LOAD_MODE_NONE
+    if real and params.get("load_mode") == "none":  # llama.cpp's --load-mode none
+        mp.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE
     mp.n_gpu_layers = int(params.get("n_gpu_layers", -1))
     split = params.get("tensor_split")
     keep: list[Any] = []
@@ -144,6 +151,18 @@ def _rss_bytes() -> int:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def _hwm_bytes() -> int:
+    """This process's peak resident memory so far (Linux ``VmHWM``); 0 where unknown."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def real_load(params: dict[str, Any], emit: Any) -> dict[str, Any]:
