@@ -152,3 +152,29 @@ def test_partial_offload_reads_the_gpu_layers_once_through_the_mapping(moe: Path
     assert cpu.load_cache_bytes >= on_gpu - 1 * MIB  # the uploaded layers' file pages
     _, none = _cpu(moe, HostLoad("none", AVX2), [gpu], ngl=2)
     assert none.load_cache_bytes == 0
+
+
+def test_tied_output_on_the_cpu_is_copied_from_token_embd_which_stays_mapped(
+    tmp_path: Path,
+) -> None:
+    """Tied embeddings: token_embd is read row by row (mapped), and llama.cpp's output layer
+    makes a repacked copy of it when its type repacks; nothing of it is read only once."""
+    from qtapp.core.fit.weights import Weights
+    from qtapp.testing.archs import write_tiny_gemma3
+
+    m = read_model(write_tiny_gemma3(tmp_path / "gemma.gguf"))
+    assert m.tied_embeddings
+    embd = next(t for t in m.tensors if t.name == "token_embd.weight")
+    q4 = embd.n_elements // 32 * 18
+    w = Weights(
+        "test",
+        {t.name: (q4 if t is embd else t.bytes) for t in m.tensors},
+        exact=True,
+        types={t.name: ("Q4_0" if t is embd else t.type) for t in m.tensors},
+    )
+    inp = PlanInputs(m, ContextSettings(n_ctx=1024), [], HOST, load=HostLoad("mmap", AVX2))
+    cpu = plan_row(inp, w).devices[-1]
+    assert cpu.copies_bytes == q4  # the output layer's repacked copy
+    assert cpu.load_cache_bytes == 0  # its source pages stay in use
+    assert cpu.mapped_bytes == w.total  # every tensor's pages, token_embd once
+    assert cpu.weights_bytes == w.total + q4

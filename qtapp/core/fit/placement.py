@@ -162,7 +162,7 @@ def group_weights(
 
 def _copied(m: ModelInfo, w: Weights, n_layer_all: int, repack: HostRepack) -> Copied:
     c = Copied([0] * n_layer_all, [0] * n_layer_all, [0] * n_layer_all, [0] * n_layer_all)
-    tied = not any(t.name == "output.weight" for t in m.tensors)
+    tied = m.tied_embeddings
     for t in m.tensors:
         ttype = tensor_type(m, w, t.name, t.type, t.shape)
         name = "output.weight" if tied and t.name == "token_embd.weight" else t.name
@@ -186,7 +186,7 @@ def group_weights_uncached(m: ModelInfo, w: Weights, n_layer_all: int) -> Layere
     layer = [0] * n_layer_all
     experts = [0] * n_layer_all
     embd = output = other = 0
-    tied = not any(t.name == "output.weight" for t in m.tensors)
+    tied = m.tied_embeddings
     floats = False
     for t in m.tensors:
         b = w.tensors.get(t.name, t.bytes)
@@ -319,7 +319,7 @@ def _host_pages(
     """Split the host's weights into repacked copies and mapped pages, and count the pages the
     load reads once (see :mod:`qtapp.core.fit.host_memory`)."""
     c = g.copied
-    copied_file = copies = tied_source = 0
+    copied_file = copies = 0  # file bytes of the copied weights, bytes of the copies
     if c is not None:
         n_all = len(g.layer)
         for il in range(n_all):
@@ -331,17 +331,15 @@ def _host_pages(
                 copies += c.experts_copy[il]
         if pl.where[n_all] < 0:
             copies += c.output_copy
-            if g.tied_copy:  # the copy is made from token_embd, which stays mapped
-                tied_source = c.output_file
-            else:
+            if not g.tied_copy:  # a tied output is copied from token_embd, which stays mapped
                 copied_file += c.output_file
-    file_on_cpu = cpu.weights_bytes + tied_source
-    cpu.weights_bytes = file_on_cpu - copied_file + copies - tied_source
+    in_use = cpu.weights_bytes - copied_file  # the file's pages still used for every token
+    cpu.weights_bytes = in_use + copies
     cpu.copies_bytes = copies
     if not load.mapped:
         return
     uploaded = sum(u.weights_bytes for u in gpus) - (g.tied_copy if pl.where[-1] >= 0 else 0)
-    cpu.mapped_bytes = file_on_cpu - copied_file - tied_source
+    cpu.mapped_bytes = in_use
     once = copied_file + max(uploaded, 0)
     if load.locked:  # mlock pins the mapped range, pages read once included (at most)
         cpu.weights_bytes += once

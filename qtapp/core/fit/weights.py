@@ -55,8 +55,7 @@ def estimate_weights(
     qt = QUANT_TYPES[entry.base] if isinstance(entry, Recipe) else entry
     bump = 1.06 if isinstance(entry, Recipe) else 1.0  # recipes keep sensitive tensors higher
     out: dict[str, int] = {}
-    tied = not any(t.name == "output.weight" for t in m.tensors)
-    head = "token_embd.weight" if tied else "output.weight"
+    head = "token_embd.weight" if m.tied_embeddings else "output.weight"
     for t in m.tensors:
         if quantizable(t.name, t.shape) and not (qt.family == "float" and t.type == "F32"):
             bpw = qt.bpw * bump
@@ -100,8 +99,5 @@ def tensor_type(m: ModelInfo, w: Weights, name: str, file_type: str, shape: tupl
     qt = QUANT_TYPES[entry.base] if isinstance(entry, Recipe) else entry
     if qt.family == "float":
         return file_type if file_type == "F32" else qt.name
-    tied = m.memo.get("tied")
-    if tied is None:
-        tied = m.memo["tied"] = not any(t.name == "output.weight" for t in m.tensors)
-    head = "token_embd.weight" if tied else "output.weight"
+    head = "token_embd.weight" if m.tied_embeddings else "output.weight"
     return "Q6_K" if name == head else _main_type(qt.name)

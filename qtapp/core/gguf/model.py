@@ -136,6 +136,14 @@ class ModelInfo:
         return self._int("attention.value_length", self.n_embd // h if h else 0)
 
     @property
+    def tied_embeddings(self) -> bool:
+        """No ``output.weight``: llama.cpp's output layer reuses ``token_embd``."""
+        tied = self.memo.get("tied")
+        if tied is None:
+            tied = self.memo["tied"] = not any(t.name == "output.weight" for t in self.tensors)
+        return bool(tied)
+
+    @property
     def n_vocab(self) -> int:
         tokens = self.metadata.get("tokenizer.ggml.tokens")
         if isinstance(tokens, ArrayInfo):
