@@ -109,6 +109,7 @@ def build_inputs(args: argparse.Namespace) -> tuple[PlanInputs, list[str]]:
     src = read_plan_sources(
         args.model,
         measured_quality=not getattr(args, "published_order", False),
+        warm_up=False,
         warn=lambda text: print(f"warning: {text}", file=sys.stderr),
     )
     gpus = parse_gpu_spec(args.gpus) if args.gpus else probe_devices()
@@ -132,7 +133,11 @@ def build_inputs(args: argparse.Namespace) -> tuple[PlanInputs, list[str]]:
 
 
 def add_exact(inp: PlanInputs, targets: list[str]) -> list[str]:
-    """Swap in llama.cpp's exact figures (cached); returns warnings for the ones that failed."""
+    """Swap in llama.cpp's exact figures (cached); returns warnings for the ones that failed.
+
+    The weights' dry runs and the no-alloc load run in two children at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from qtapp.core.fit import exact as fit_exact
     from qtapp.core.jobs.job import run_job
 
@@ -140,17 +145,20 @@ def add_exact(inp: PlanInputs, targets: list[str]) -> list[str]:
     warnings: list[str] = []
     many = fit_exact.ManyWeights(m, targets, inp.recipes)
     spec = many.spec()
-    if spec is not None:
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="plan-exact") as pool:
+        memory = pool.submit(fit_exact.exact_memory, m, inp.settings)
+        sizes = pool.submit(run_job, spec.kind, **spec.params) if spec is not None else None
+        if sizes is not None:
+            try:
+                many.take(sizes.result())
+                warnings += [f"{t}: {e}" for t, e in many.errors.items()]
+            except QuantLensError as exc:
+                warnings.append(f"exact weights unavailable ({exc.message}); showing estimates")
+        inp.weights.update(many.weights)
         try:
-            many.take(run_job(spec.kind, **spec.params))
-            warnings += [f"{t}: {e}" for t, e in many.errors.items()]
+            inp.exact[inp.settings] = memory.result()
         except QuantLensError as exc:
-            warnings.append(f"exact weights unavailable ({exc.message}); showing estimates")
-    inp.weights.update(many.weights)
-    try:
-        inp.exact[inp.settings] = fit_exact.exact_memory(m, inp.settings)
-    except QuantLensError as exc:
-        warnings.append(f"exact KV / compute unavailable ({exc.message}); showing estimates")
+            warnings.append(f"exact KV / compute unavailable ({exc.message}); showing estimates")
     return warnings
 
 

@@ -72,3 +72,18 @@ def test_host_plan_equals_llamas_own_cpu_buffers(gemma_path: Path) -> None:
     assert abs(cpu.mapped_bytes + cpu.load_cache_bytes - mapped) <= 0.01 * MIB
     if load.repack.kinds:
         assert logged_copies > 0
+
+
+def test_every_target_sizes_the_same_on_a_lean_header(gemma_path: Path) -> None:
+    """The fit table's dry runs size a header copy without Gemma's 262k-token vocabulary: every
+    tensor's type and bytes are what llama.cpp decides on the real file."""
+    from qtapp.core.fit.plan import targets_for
+
+    targets = targets_for(read_model(gemma_path))
+    runs = [
+        run_job("dry_quantize_many", model=str(gemma_path), targets=targets, lean=lean)
+        for lean in (True, False)
+    ]
+    assert runs[0]["errors"] == runs[1]["errors"] == {}
+    assert runs[0]["results"] == runs[1]["results"]
+    assert len(runs[0]["results"]) == len(targets)

@@ -24,6 +24,7 @@ are used for every token: page cache the kernel could drop, but only by re-readi
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -77,34 +78,52 @@ class HostRepack:
 
     def copy_of(self, name: str, ggml_type: str, shape: tuple[int, ...]) -> tuple[str, int]:
         """(buffer type, bytes of the copy) for a weight held on the CPU, or ("", 0)."""
-        if _ROWS.search(name) or not name.endswith(".weight") or len(shape) < 2:
+        role = _role(name)
+        if not role:
             return "", 0
-        expert = "_exps." in name
-        if len(shape) > (3 if expert else 2) and any(d > 1 for d in shape[3:]):
-            return "", 0
-        if "AMX_INT8" in self.features and not expert:
-            size = _amx_size(ggml_type, shape)
-            if size:
-                return "AMX", size
-        if "REPACK" in self.features and self._repacks(ggml_type, shape[1]):
-            block, per = _BLOCK[ggml_type]
-            rows = shape[1] * (shape[2] if len(shape) > 2 else 1)
-            return "CPU_REPACK", rows * (shape[0] // per) * block
-        return "", 0
+        return _copy(self.features, role == "expert", ggml_type, shape)
 
-    def _repacks(self, ggml_type: str, rows: int) -> bool:
-        f = self.features
-        neon_mm = "NEON" in f and "MATMUL_INT8" in f
-        neon_dot = "NEON" in f and "DOTPROD" in f
-        if ggml_type in ("Q4_0", "Q4_K", "IQ4_NL", "MXFP4") and "AVX2" in f:
-            return rows % 8 == 0
-        if ggml_type == "Q2_K" and "AVX512" in f:
-            return rows % 8 == 0
-        if ggml_type in ("Q4_0", "IQ4_NL", "MXFP4", "Q8_0") and (neon_mm or neon_dot):
-            return rows % 4 == 0
-        if ggml_type in ("Q4_K", "Q5_K", "Q6_K") and (neon_mm or neon_dot):
-            return rows % 8 == 0
-        return False
+
+@functools.lru_cache(maxsize=4096)
+def _role(name: str) -> str:
+    """ "expert" (MUL_MAT_ID), "matrix" (MUL_MAT) or "" (read by rows, or not a weight)."""
+    if _ROWS.search(name) or not name.endswith(".weight"):
+        return ""
+    return "expert" if "_exps." in name else "matrix"
+
+
+@functools.lru_cache(maxsize=4096)
+def _copy(
+    features: frozenset[str], expert: bool, ggml_type: str, shape: tuple[int, ...]
+) -> tuple[str, int]:
+    dims = len(shape)
+    while dims > 1 and shape[dims - 1] == 1:
+        dims -= 1
+    if dims != (3 if expert else 2):  # ggml_n_dims: 2 for MUL_MAT, 3 for MUL_MAT_ID
+        return "", 0
+    if "AMX_INT8" in features and not expert:
+        size = _amx_size(ggml_type, shape)
+        if size:
+            return "AMX", size
+    if "REPACK" in features and _repacks(features, ggml_type, shape[1]):
+        block, per = _BLOCK[ggml_type]
+        rows = shape[1] * (shape[2] if expert else 1)
+        return "CPU_REPACK", rows * (shape[0] // per) * block
+    return "", 0
+
+
+def _repacks(f: frozenset[str], ggml_type: str, rows: int) -> bool:
+    neon_mm = "NEON" in f and "MATMUL_INT8" in f
+    neon_dot = "NEON" in f and "DOTPROD" in f
+    if ggml_type in ("Q4_0", "Q4_K", "IQ4_NL", "MXFP4") and "AVX2" in f:
+        return rows % 8 == 0
+    if ggml_type == "Q2_K" and "AVX512" in f:
+        return rows % 8 == 0
+    if ggml_type in ("Q4_0", "IQ4_NL", "MXFP4", "Q8_0") and (neon_mm or neon_dot):
+        return rows % 4 == 0
+    if ggml_type in ("Q4_K", "Q5_K", "Q6_K") and (neon_mm or neon_dot):
+        return rows % 8 == 0
+    return False
 
 
 def _amx_size(ggml_type: str, shape: tuple[int, ...]) -> int:

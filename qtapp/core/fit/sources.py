@@ -55,10 +55,12 @@ def read_plan_sources(
     path: str | Path,
     measured_quality: bool = True,
     warn: Callable[[str], object] = log.warning,
+    warm_up: bool = True,
 ) -> PlanSources:
     """Read ``path``'s header (a bad file raises QuantLensError with one clear line), then the
     recipes, the quality order (llama.cpp's published one when ``measured_quality`` is off)
-    and the measured speeds from the results store."""
+    and the measured speeds from the results store. ``warm_up`` makes a first plan (for the
+    window: its first plan then only reads the model's memos)."""
     model = read_model(path)
     recipes = user_recipes(warn)
     quality = measured_order(model, recipes) if measured_quality else QualityOrder()
@@ -68,7 +70,8 @@ def read_plan_sources(
     )
     # A first plan here fills the model's memos (weight estimates, per-layer sums: ~100 ms for a
     # 262k-vocabulary model), so the caller's first plan on the GUI thread only reads them.
-    make_plan(PlanInputs(model, weights=cached, quality=quality, recipes=recipes))
+    if warm_up:
+        make_plan(PlanInputs(model, weights=cached, quality=quality, recipes=recipes))
     return sources
 
 
