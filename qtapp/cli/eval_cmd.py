@@ -130,6 +130,21 @@ def _error(message: str, hint: str = "") -> None:
     print(f"error: {message} {hint}".rstrip(), file=sys.stderr)
 
 
+def _predicted_memory(model: str, params: dict[str, Any]) -> dict[str, int]:
+    """What the planner predicted per device for this run, stored with it (the window stores
+    the same from its memory panel), so the Fit page can say how far plans were off."""
+    from qtapp.core.evaluate.memory import plan_for_run, predicted_metrics
+    from qtapp.core.fit.devices import probe_devices
+
+    gpus = probe_devices()
+    report = None
+    if gpus:
+        from qtapp.core.hardware.probe import probe_hardware
+
+        report = probe_hardware()
+    return predicted_metrics(plan_for_run(model, params, report)[0])
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         check_eval_inputs(
@@ -190,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         rec.add(Cancelled(partial=rec.partial_result()))
         terminal = Cancelled()
     finally:
+        rec.result.update(_predicted_memory(args.model, params))
         rec.finish()
     result = rec.result
     if isinstance(terminal, Failed) and not rec.series.get("ppl"):

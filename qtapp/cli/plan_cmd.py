@@ -17,6 +17,7 @@ from qtapp.core.fit.host_memory import LOAD_MODES, HostLoad, HostRepack, host_me
 from qtapp.core.fit.kv_model import KV_TYPES, ContextSettings
 from qtapp.core.fit.measured_speed import speed_caption, speed_text
 from qtapp.core.fit.plan import Plan, PlanInputs, make_plan, targets_for
+from qtapp.core.fit.plan_checks import PlanCheck, plan_checks_text
 from qtapp.core.fit.quality_order import METRIC_NAMES
 from qtapp.core.fit.quants import QUANT_TYPES, RECIPES, resolve_target
 from qtapp.core.fit.sources import read_plan_sources, what_if_host
@@ -95,7 +96,8 @@ def _targets(text: str | None, inp: PlanInputs) -> list[str]:
     return out
 
 
-def build_inputs(args: argparse.Namespace) -> tuple[PlanInputs, list[str]]:
+def build_inputs(args: argparse.Namespace) -> tuple[PlanInputs, list[str], list[PlanCheck]]:
+    """The plan's inputs, its targets, and how far the user's own runs found past plans off."""
     cs = ContextSettings(
         n_ctx=args.ctx, type_k=args.kv, type_v=args.kv, n_batch=args.batch, n_ubatch=args.ubatch
     )
@@ -129,7 +131,7 @@ def build_inputs(args: argparse.Namespace) -> tuple[PlanInputs, list[str]]:
             HostRepack() if getattr(args, "no_repack", False) else src.repack,
         ),
     )
-    return inp, _targets(args.types, inp)
+    return inp, _targets(args.types, inp), src.checks
 
 
 def add_exact(inp: PlanInputs, targets: list[str]) -> list[str]:
@@ -166,7 +168,7 @@ def _gib(b: float) -> str:
     return f"{b / 1024**3:7.2f}"
 
 
-def format_table(plan: Plan) -> str:
+def format_table(plan: Plan, checks: list[PlanCheck] | None = None) -> str:
     m = plan.model
     lines = [
         f"{m.name} ({m.architecture}, {m.n_params / 1e9:.2f}B params"
@@ -212,6 +214,8 @@ def format_table(plan: Plan) -> str:
     rec = plan.row(plan.recommended) if plan.recommended else None
     shown = rec or plan.rows[0]
     lines += ["", host_memory_text(plan.load, shown.type, shown.devices[-1])]
+    if checks:
+        lines += ["", plan_checks_text(checks)]
     lines += [
         "",
         f"Recommended: {plan.recommended or 'none'}"
@@ -230,7 +234,7 @@ def format_table(plan: Plan) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        inp, targets = build_inputs(args)
+        inp, targets, checks = build_inputs(args)
         warnings = [] if args.fast else add_exact(inp, targets)
         plan = make_plan(inp, targets)
     except QuantLensError as exc:
@@ -240,7 +244,11 @@ def run(args: argparse.Namespace) -> int:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
-        print(json.dumps(plan.to_dict(), indent=1))
+        out = plan.to_dict()
+        out["plan_checks"] = [
+            {"device": c.device, "planned_and_measured_bytes": c.pairs} for c in checks
+        ]
+        print(json.dumps(out, indent=1))
     else:
-        print(format_table(plan))
+        print(format_table(plan, checks))
     return 0

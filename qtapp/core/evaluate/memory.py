@@ -62,6 +62,28 @@ def eval_offload(params: dict[str, Any], gpu_offload: bool | None, n_gpus: int) 
     return -1
 
 
+def eval_outputs(cs: Any) -> int:
+    """Rows of logits one decode of the evaluation returns (``engine/evaluate.py``: positions
+    from ``n_ctx // 2`` on, for each of the ``n_seq`` sequences of one batch)."""
+    per_seq = cs.n_ctx // max(1, cs.n_seq_max)
+    return int(cs.n_seq_max * min(per_seq - per_seq // 2, cs.n_batch))
+
+
+def eval_repack() -> Any:
+    """The repacking the evaluation's own loads get: the build's, except on AMX CPUs, where
+    QuantLens turns it off (``engine/llama_session.py``: this build's AMX path crashes)."""
+    from qtapp.core.fit.host_memory import HostRepack
+    from qtapp.core.fit.sources import build_repack
+
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            if any(ln.startswith("flags") and "amx_tile" in ln.split() for ln in fh):
+                return HostRepack()
+    except OSError:
+        pass
+    return build_repack()
+
+
 def predict(
     model: str | Path, params: dict[str, Any], report: Any, gpu_offload: bool | None
 ) -> tuple[dict[str, int], str]:
@@ -71,18 +93,23 @@ def predict(
     answer (None: unknown, assumed like llama.cpp's default on a GPU build).
     """
     from qtapp.core.fit.devices import devices_from_report, host_device
+    from qtapp.core.fit.host_memory import HostLoad
     from qtapp.core.fit.plan import PlanInputs, current_weights, plan_row
 
     m = read_model_cached(model)
     gpus = devices_from_report(report) if report is not None else []
     ngl = eval_offload(params, gpu_offload, len(gpus))
     cs = eval_context_settings(params)
-    inp = PlanInputs(m, cs, gpus if ngl != 0 else [], host_device(report))
+    load = HostLoad("mmap", eval_repack())
+    inp = PlanInputs(m, cs, gpus if ngl != 0 else [], host_device(report), load=load)
     cur = m.memo.get("current")
     if cur is None:
         cur = m.memo["current"] = current_weights(m)
     row = plan_row(inp, cur, ngl=ngl if gpus and ngl != 0 else None)
     out = {d.device: int(d.total_bytes) for d in row.devices}
+    # the evaluation asks for the logits of each chunk's second half, in every sequence at once:
+    # llama.cpp grows its host output buffer from one row per sequence to all of those rows
+    out[HOST] = out.get(HOST, 0) + m.n_vocab * 4 * max(0, eval_outputs(cs) - cs.n_seq_max)
     for g in gpus:  # a CPU-only run still shows the GPUs it leaves alone
         out.setdefault(g.name, 0)
     where = "all layers on the GPU" if ngl < 0 and gpus else f"{ngl} GPU layers"
@@ -94,6 +121,27 @@ def predict(
         + (" (assumed: build not probed yet)" if gpu_offload is None and gpus and ngl < 0 else "")
     )
     return out, note
+
+
+def plan_for_run(
+    model: str | Path, params: dict[str, Any], report: Any
+) -> tuple[dict[str, int], str]:
+    """:func:`predict` with the build's offload answer, or an empty plan and the reason (a bad
+    header): the measurement goes on without a plan."""
+    from qtapp.core.hardware.llama_build import cached_build
+
+    build = cached_build()
+    offload = build.supports_gpu_offload if build is not None else None
+    try:
+        return predict(model, params, report, offload)
+    except Exception as exc:  # noqa: BLE001 - the measurement still works without a plan
+        log.warning("no memory plan for %s: %s", model, exc)
+        return {}, f"no plan ({exc})"
+
+
+def predicted_metrics(predicted: dict[str, int]) -> dict[str, int]:
+    """``mem_pred_<dev>_bytes`` for the results store (the keys :class:`MemoryTracker` writes)."""
+    return {f"mem_pred_{dev.lower()}_bytes": int(v) for dev, v in predicted.items()}
 
 
 _MODELS: dict[tuple[str, float, int], Any] = {}
@@ -175,6 +223,9 @@ class MemoryTracker:
             if row.peak is not None:
                 peak = "host_rss" if dev == HOST else name
                 out[f"mem_peak_{peak}_bytes"] = int(row.peak)
-            if row.predicted is not None:
-                out[f"mem_pred_{name}_bytes"] = int(row.predicted)
+        out.update(
+            predicted_metrics(
+                {d: r.predicted for d, r in self.rows.items() if r.predicted is not None}
+            )
+        )
         return out

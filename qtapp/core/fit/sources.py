@@ -18,6 +18,7 @@ from qtapp.core.fit.exact import ManyWeights
 from qtapp.core.fit.host_memory import HostRepack
 from qtapp.core.fit.measured_speed import MeasuredSpeeds, measured_speeds
 from qtapp.core.fit.plan import PlanInputs, Weights, make_plan, targets_for
+from qtapp.core.fit.plan_checks import PlanCheck, plan_checks
 from qtapp.core.fit.quality_order import QualityOrder, measured_order
 from qtapp.core.fit.quants import Recipe
 from qtapp.core.gguf.model import ModelInfo, read_model
@@ -38,6 +39,8 @@ class PlanSources:
     weights: dict[str, Weights] = field(default_factory=dict)
     #: what the installed llama.cpp build copies into extra CPU buffers
     repack: HostRepack = field(default_factory=HostRepack)
+    #: how far the plans of the user's own evaluations of this model were off, per device
+    checks: list[PlanCheck] = field(default_factory=list)
 
 
 def user_recipes(warn: Callable[[str], object] = log.warning) -> dict[str, Recipe]:
@@ -66,7 +69,13 @@ def read_plan_sources(
     quality = measured_order(model, recipes) if measured_quality else QualityOrder()
     cached = ManyWeights(model, targets_for(model, recipes, quality), recipes).weights
     sources = PlanSources(
-        model, recipes, quality, measured_speeds(model, recipes), cached, build_repack()
+        model,
+        recipes,
+        quality,
+        measured_speeds(model, recipes),
+        cached,
+        build_repack(),
+        plan_checks(model, recipes),
     )
     # A first plan here fills the model's memos (weight estimates, per-layer sums: ~100 ms for a
     # 262k-vocabulary model), so the caller's first plan on the GUI thread only reads them.

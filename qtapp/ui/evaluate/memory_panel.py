@@ -16,7 +16,7 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
-from qtapp.core.evaluate.memory import MemoryTracker, predict, process_rss
+from qtapp.core.evaluate.memory import MemoryTracker, plan_for_run, process_rss
 from qtapp.ui.common.background import BackgroundCall
 from qtapp.ui.common.context import AppContext
 
@@ -220,13 +220,4 @@ class MemoryPanel(QGroupBox):
 
 
 def _plan(run: _Run, report: Any) -> tuple[dict[str, int], str]:
-    """The planner's prediction, or an empty one with the reason (a bad header, no plan)."""
-    from qtapp.core.hardware.llama_build import cached_build
-
-    build = cached_build()
-    offload = build.supports_gpu_offload if build is not None else None
-    try:
-        return predict(run.model, run.params, report, offload)
-    except Exception as exc:  # noqa: BLE001 - the measurement still works without a plan
-        log.warning("no memory plan for %s: %s", run.model, exc)
-        return {}, f"no plan ({exc})"
+    return plan_for_run(run.model, run.params, report)

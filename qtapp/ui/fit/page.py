@@ -27,6 +27,7 @@ from qtapp.core.fit.devices import host_device
 from qtapp.core.fit.host_memory import HostLoad, HostRepack, host_memory_text
 from qtapp.core.fit.measured_speed import MeasuredSpeeds, speed_caption
 from qtapp.core.fit.plan import Plan, PlanInputs, PlanRow, make_plan, targets_for
+from qtapp.core.fit.plan_checks import plan_checks_text
 from qtapp.core.fit.quality_order import METRIC_NAMES, QualityOrder
 from qtapp.core.fit.quants import Recipe
 from qtapp.core.fit.sources import PlanSources, read_plan_sources
@@ -60,6 +61,7 @@ class Page(QWidget):
         self.quality = QualityOrder()  # measured order from the results store, read at open
         self.speeds = MeasuredSpeeds()  # measured tokens/s from the results store, read at open
         self.repack = HostRepack()  # what the llama.cpp build repacks, read with the model
+        self.checks_text = ""  # how far the plans of the user's evaluations were off
         self._loader: BackgroundCall | None = None
         self.last_plan_ms = 0.0
         self._build()
@@ -194,6 +196,7 @@ class Page(QWidget):
         assert isinstance(got, PlanSources)
         m, self.recipes, self.quality, self.speeds = got.model, got.recipes, got.quality, got.speeds
         self.repack = got.repack
+        self.checks_text = plan_checks_text(got.checks)
         self.model = m
         self.path_label.setText(str(m.path))
         self.path_label.setToolTip(str(m.path))
@@ -286,7 +289,8 @@ class Page(QWidget):
         cpu = next((u for u in row.devices if u.device == "CPU"), None)
         if cpu is not None and self.plan is not None:
             name = "the current file" if row.type == "current" else row.type
-            self.host_label.setText(host_memory_text(self.plan.load, name, cpu))
+            text = host_memory_text(self.plan.load, name, cpu)
+            self.host_label.setText(f"{text}\n{self.checks_text}".strip())
         name = "the current file" if row.type == "current" else row.type
         self.bars.set_devices(
             row.devices,

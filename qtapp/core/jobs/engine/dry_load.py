@@ -70,9 +70,9 @@ def dry_load(params: dict[str, Any], emit: Any) -> dict[str, Any]:
     with LlamaLog(lambda _lvl, line: lines.append(line)) as log:
         llama_cpp.llama_backend_init()
         mp, _keep = _model_params(params)
-        rss_before = _rss_bytes()
+        rss_before = rss_bytes()
         model = llama_cpp.llama_model_load_from_file(model_path.encode(), mp)
-        hwm_model = _hwm_bytes()
+        hwm_model = hwm_bytes()
         if not model:
             log.flush()
             detail = next(
@@ -94,7 +94,7 @@ def dry_load(params: dict[str, Any], emit: Any) -> dict[str, Any]:
                     "Try another KV type or context size.",
                 )
             n_ctx = int(llama_cpp.llama_n_ctx(ctx))
-            rss = _rss_bytes()
+            rss = rss_bytes()
             llama_cpp.llama_free(ctx)
         finally:
             llama_cpp.llama_model_free(model)
@@ -144,7 +144,7 @@ def _context_params(params: dict[str, Any]) -> llama_cpp.llama_context_params:
     return cp
 
 
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
     """This process's resident memory (Linux), for real loads; 0 where unknown."""
     try:
         with open("/proc/self/statm") as fh:
@@ -153,7 +153,7 @@ def _rss_bytes() -> int:
         return 0
 
 
-def _hwm_bytes() -> int:
+def hwm_bytes() -> int:
     """This process's peak resident memory so far (Linux ``VmHWM``); 0 where unknown."""
     try:
         with open("/proc/self/status") as fh:

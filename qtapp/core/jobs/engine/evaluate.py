@@ -32,6 +32,7 @@ from qtapp.core.evaluate.checks import check_text_bytes
 from qtapp.core.evaluate.logprobs import BaseRows, encode_base_rows, kld_rows, nll_rows
 from qtapp.core.evaluate.metrics import KldAccumulator, PplAccumulator
 from qtapp.core.jobs.engine.bench_speed import run_speed as _speed
+from qtapp.core.jobs.engine.dry_load import rss_bytes
 from qtapp.core.jobs.engine.llama_session import Aborted, AbortFlag, LlamaSession
 from qtapp.core.jobs.events import Cancelled, Event, Point, Progress
 
@@ -350,10 +351,15 @@ def evaluate(params: dict[str, Any], emit: Emit) -> dict[str, Any]:
             cache = _compute_base(params, text, abort, emit, pool)
             result["base"] = str(params["base"])
         scorer = _Scorer(pool, emit, ppl, kld, cache, dump if params.get("dump_logits") else None)
+        # the worker's resident memory without the model (Python, numpy, the library), and
+        # with it once every chunk is scored (llama.cpp's buffers stay resident until the end):
+        # the difference is what the plan predicts for the host
+        result["worker_rss_base_bytes"] = rss_bytes()
         with _session(params["model"], params, abort, n_seq) as sess:
             tokens, n_chunk = _model_tokens(sess, cache, text, params, n_ctx)
             result.update(tokens=0, n_chunks=n_chunk, n_vocab=sess.n_vocab, threads=sess.threads)
             result["eval_s"] = scorer.all_chunks(sess, tokens, n_ctx, n_chunk, result)
+            result["worker_rss_model_bytes"] = rss_bytes()
             result.update(_summary(ppl, kld))
             if params.get("dump_logits"):
                 np.savez(params["dump_logits"], logits=np.concatenate(dump), tokens=tokens)
