@@ -10,8 +10,8 @@ For each model x quant x context x settings case (CPU here; the device column sa
   estimate the UI shows while those run);
 * actual: the target is really quantized (``quantize`` job), then really loaded (``real_load``
   job: mmap, allocating) at the same settings; llama.cpp's logged buffers are summed per device
-  (model + KV + recurrent state + compute + output). CPU-repacked copies (the AMX / CPU_REPACK
-  "extra" buffers a CPU build may add) are shown apart: the plan does not model them.
+  (model + repacked copies + KV + recurrent state + compute + output), and the process's peak
+  resident memory once the weights are in is compared with the plan's host pages.
 * peers run on the same case: clanker-gguf (reads the GGUF), llmfit (its own model database:
   only models it knows), hf-mem (reads models from the Hugging Face Hub: needs the network,
   which this machine does not have).
@@ -38,8 +38,10 @@ sys.path.insert(0, str(ROOT))
 
 from qtapp.core.fit import exact as fit_exact  # noqa: E402
 from qtapp.core.fit.devices import GIB, Device  # noqa: E402
+from qtapp.core.fit.host_memory import HostLoad  # noqa: E402
 from qtapp.core.fit.kv_model import ContextSettings  # noqa: E402
 from qtapp.core.fit.plan import PlanInputs, estimate_weights, plan_row  # noqa: E402
+from qtapp.core.fit.sources import build_repack  # noqa: E402
 from qtapp.core.gguf.model import ModelInfo, read_model  # noqa: E402
 from qtapp.core.jobs.job import run_job  # noqa: E402
 from qtapp.testing.archs import (  # noqa: E402
@@ -127,16 +129,19 @@ def actual(path: Path, cs: ContextSettings, m: ModelInfo) -> dict[str, Any]:
         "kv": cpu.get("kv", 0) + cpu.get("recurrent", 0),
         "compute": cpu.get("compute", 0) + cpu.get("output", 0),
         "total": r["weights_bytes"]
+        + extra
         + cpu.get("kv", 0)
         + cpu.get("recurrent", 0)
         + cpu.get("compute", 0)
         + cpu.get("output", 0),
         "extra": extra,
-        "rss": r.get("rss_bytes", 0),
+        # the process's peak resident memory once the weights are in, over its memory before
+        "rss_rise": r["hwm_after_model_bytes"] - r["rss_before_bytes"],
     }
 
 
 def predicted(m: ModelInfo, target: str, cs: ContextSettings, exact: bool) -> dict[str, Any]:
+    load = HostLoad("mmap", build_repack())  # as the app plans: the build's repacking
     if exact:
         inp = PlanInputs(
             m,
@@ -145,10 +150,11 @@ def predicted(m: ModelInfo, target: str, cs: ContextSettings, exact: bool) -> di
             HOST,
             weights={target: fit_exact.exact_weights(m, target)},
             exact={cs: fit_exact.exact_memory(m, cs)},
+            load=load,
         )
         w = inp.weights[target]
     else:
-        inp = PlanInputs(m, cs, [], HOST)
+        inp = PlanInputs(m, cs, [], HOST, load=load)
         w = estimate_weights(m, target)
     row = plan_row(inp, w)
     d = row.devices[-1]
@@ -156,7 +162,11 @@ def predicted(m: ModelInfo, target: str, cs: ContextSettings, exact: bool) -> di
         "weights": w.total,
         "kv": d.kv_bytes,
         "compute": d.compute_bytes,
-        "total": d.total_bytes,
+        # llama.cpp's logged buffers: the mapped range holds the copied originals too; its own
+        # tables are no buffer
+        "total": d.total_bytes - d.overhead_bytes + d.load_cache_bytes,
+        "extra": d.copies_bytes,
+        "rss_rise": d.weights_bytes + d.load_cache_bytes + d.overhead_bytes,
         "verdict": row.verdict,
     }
 
@@ -256,7 +266,7 @@ def main() -> int:
             act = actual(qpath, cs, m)
             loaded = True
         except Exception as exc:  # noqa: BLE001 - a failed load is a result to report
-            act = {"weights": 0, "kv": 0, "compute": 0, "total": 0, "extra": 0, "rss": 0}
+            act = {"weights": 0, "kv": 0, "compute": 0, "total": 0, "extra": 0, "rss_rise": 0}
             loaded = False
             print(f"load failed: {exc}", file=sys.stderr)
         peers = {"clanker": "skipped", "llmfit": "skipped", "hf-mem": "skipped"}
@@ -297,18 +307,28 @@ def main() -> int:
         for r in rows
         if r["loaded"]
     )
+    worst_r = max(
+        abs((r["pred"]["rss_rise"] - r["act"]["rss_rise"]) / r["act"]["rss_rise"])
+        for r in rows
+        if r["loaded"]
+    )
     bad_fits = [r for r in rows if r["pred"]["verdict"] == "fits" and not r["loaded"]]
     print(
         f"worst weights error {100 * worst_w:.3f}%, worst total error {100 * worst_t:.3f}%, "
+        f"worst resident-memory error {100 * worst_r:.2f}%, "
         f"'fits' that failed to load: {len(bad_fits)}"
     )
     if not args.no_write:
-        write_section(rows, worst_w, worst_t, bad_fits)
+        write_section(rows, worst_w, worst_t, worst_r, bad_fits)
     return 0
 
 
 def write_section(
-    rows: list[dict[str, Any]], worst_w: float, worst_t: float, bad_fits: list[dict[str, Any]]
+    rows: list[dict[str, Any]],
+    worst_w: float,
+    worst_t: float,
+    worst_r: float,
+    bad_fits: list[dict[str, Any]],
 ) -> None:
     import llama_cpp
 
@@ -322,17 +342,22 @@ def write_section(
         "Predicted = `quantlens plan` of the *source* model before the quant exists (weights from "
         "llama.cpp's dry-run quantization, KV / compute from a no-alloc load). Actual = the quant "
         "really made, then really loaded (mmap) at the same settings; llama.cpp's logged buffers "
-        "(model + KV + recurrent + compute + output). Instant = the analytic estimate the Fit "
-        "page shows while the dry runs finish. MiB; error = (predicted - actual) / actual.",
+        "(model, repacked copies, KV, recurrent state, compute, output). Resident = the "
+        "process's peak resident memory once the weights are in, over its memory before the "
+        "load (`VmHWM`), against the plan's weights, pages read once and llama.cpp's own tables. "
+        "The plan is made with the build's repacking (`fit/host_memory.py`). Instant = the "
+        "analytic estimate the Fit page shows while the dry runs finish. MiB; error = "
+        "(predicted - actual) / actual.",
         "",
         f"**Worst weights error {100 * worst_w:.3f}% (target 0.1%); worst device-total error "
-        f'{100 * worst_t:.3f}% (target 3%); configurations called "fits" that failed to load: '
-        f"{len(bad_fits)}.**",
+        f"{100 * worst_t:.3f}% (target 3%); worst resident-memory error {100 * worst_r:.2f}% "
+        f'(target 5%); configurations called "fits" that failed to load: {len(bad_fits)}.**',
         "",
         "| model | quant | ctx | KV | ubatch | weights pred / actual | KV+state pred / actual | "
         "compute pred / actual | CPU total pred / actual (err) | instant total (err) | "
-        "not planned: CPU repack | clanker-gguf | llmfit | hf-mem |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "CPU repack pred / actual | resident pred / actual (err) | clanker-gguf | llmfit | "
+        "hf-mem |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cs, p, a, i = r["settings"], r["pred"], r["act"], r["instant"]
@@ -341,16 +366,19 @@ def write_section(
             f"{mib(p['weights'])} / {mib(a['weights'])} ({pct(p['weights'], a['weights'])}) | "
             f"{mib(p['kv'])} / {mib(a['kv'])} | {mib(p['compute'])} / {mib(a['compute'])} | "
             f"{mib(p['total'])} / {mib(a['total'])} ({pct(p['total'], a['total'])}) | "
-            f"{mib(i['total'])} ({pct(i['total'], a['total'])}) | {mib(a['extra'])} | "
+            f"{mib(i['total'])} ({pct(i['total'], a['total'])}) | "
+            f"{mib(p['extra'])} / {mib(a['extra'])} | "
+            f"{mib(p['rss_rise'])} / {mib(a['rss_rise'])} ({pct(p['rss_rise'], a['rss_rise'])}) | "
             f"{peer_cell(r['peers']['clanker'], a['total'])} | "
             f"{peer_cell(r['peers']['llmfit'], a['total'])} | {r['peers']['hf-mem']} |"
         )
     lines += [
         "",
         "Notes: actual weights are `llama_model_size()` of the real quant, which equals its "
-        "tensor data. The CPU-repack column is the extra copy a CPU build with AMX makes of some "
-        "weights (its mmap'd original stays in the page cache); it is not in the plan, as it is "
-        "not in llama.cpp's own `--fit` projection. Peers: clanker-gguf 1.2.0 (`clanker run "
+        "tensor data. The CPU-repack column is the copy the CPU backend makes of some weights "
+        "(CPU_REPACK with AVX2 / AVX512, AMX where built; its mapped original stays in the page "
+        "cache, counted in the resident column); llama.cpp's own `--fit` projection leaves it "
+        "out, the plan counts it. Peers: clanker-gguf 1.2.0 (`clanker run "
         "MODEL --context N --ctk/--ctv`, sum of its KV, backbone and expert figures), llmfit "
         "1.1.17 (`llmfit --json plan NAME --context N --quant Q`, cpu_only minimum RAM; only "
         "models in its database), hf-mem 0.5.6 (reads safetensors/GGUF metadata from the Hugging "

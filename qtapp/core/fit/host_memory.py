@@ -170,16 +170,19 @@ class HostLoad:
         return " ".join(parts)
 
 
-#: llama.cpp's own host memory per vocabulary token (token texts, scores, lookup tables):
-#: the resident memory a real load adds besides its buffers, measured on Gemma 3 270M
-#: (262,144 tokens: 51 MiB with ``--load-mode none``; bench/host_memory.py)
-VOCAB_BYTES_PER_TOKEN = 204
+#: llama.cpp's own host memory besides its logged buffers: a fixed part (its contexts and
+#: loader state) and a part per vocabulary token (token texts, scores, lookup tables), measured
+#: as the resident memory a real load adds over its buffers: about 1.25 MiB for the tiny test
+#: models, 51 MiB for Gemma 3 270M's 262,144 tokens (``--load-mode none``; bench/host_memory.py,
+#: bench/fit_accuracy.py)
+BOOKKEEPING_BYTES = 1_310_720
+VOCAB_BYTES_PER_TOKEN = 200
 
 
 def bookkeeping_bytes(n_vocab: int, meta_bytes: int, load: HostLoad) -> int:
-    """Host memory llama.cpp uses besides its logged buffers: its vocabulary tables, plus the
-    file's metadata pages when it maps the file."""
-    return VOCAB_BYTES_PER_TOKEN * n_vocab + (meta_bytes if load.mapped else 0)
+    """Host memory llama.cpp uses besides its logged buffers: its tables, plus the file's
+    metadata pages when it maps the file."""
+    return BOOKKEEPING_BYTES + VOCAB_BYTES_PER_TOKEN * n_vocab + (meta_bytes if load.mapped else 0)
 
 
 def _gib(b: float) -> str:
