@@ -24,7 +24,7 @@ def main() -> int:
     parser.add_argument("--home", help="QUANTLENS_HOME with the results to show")
     parser.add_argument("--sample", action="store_true", help="use sample runs in a fresh home")
     parser.add_argument("--budget", default="", help='the "what if" budget, e.g. 2x48GiB')
-    parser.add_argument("--metric", choices=("kld", "ppl"), default="kld")
+    parser.add_argument("--metric", choices=("kld", "ppl", "bpb"), default="kld")
     parser.add_argument("--tab", type=int, default=0, help="0 quality, 1 speed, 2 curves")
     parser.add_argument("--select", default="Q8_0,Q4_K_M,Q2_K", help="labels to select")
     parser.add_argument("--size", default="1400x900")

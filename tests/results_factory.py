@@ -87,6 +87,7 @@ def fill_store(
             metrics = {
                 "ppl": ppl,
                 "ppl_err": ppl * 0.012,
+                "bpb": math.log2(ppl) / 4.0,  # about 4 bytes of text per token
                 "tokens": points * 256,
                 "bytes": size,
                 "bpw": bpw,

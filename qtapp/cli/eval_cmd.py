@@ -23,6 +23,9 @@ from qtapp.core.jobs.job import Job, JobSpec
 FINAL_KEYS = (
     "ppl",
     "ppl_err",
+    "bpb",
+    "bpb_err",
+    "text_bytes",
     "tokens",
     "chunks_done",
     "n_chunks",
@@ -104,6 +107,11 @@ def _final_text(r: dict[str, Any]) -> list[str]:
         f"PPL = {_fmt(r.get('ppl'))} +/- {_fmt(r.get('ppl_err'), 5)} "
         f"over {r.get('tokens', 0)} tokens"
     ]
+    if "bpb" in r:
+        lines.append(
+            f"Bits per byte = {_fmt(r['bpb'], 5)} +/- {_fmt(r.get('bpb_err'), 5)} "
+            f"over {r.get('text_bytes', 0)} bytes (compares models with different tokenizers)"
+        )
     if "kld_mean" in r:
         lines += [
             f"Mean KLD = {_fmt(r['kld_mean'], 6)} ± {_fmt(r.get('kld_mean_err'), 6)}   "

@@ -20,6 +20,7 @@ _TABLE_COLUMNS = (
     "size_gib",
     "bpw",
     "ppl",
+    "bpb",
     "dppl_pct",
     "kld_mean",
     "same_top_pct",

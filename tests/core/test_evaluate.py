@@ -14,6 +14,7 @@ from qtapp.core.evaluate.base_cache import cache_size, clear_cache
 from qtapp.core.evaluate.runs import EvalRecorder
 from qtapp.core.jobs.events import Cancelled, Point
 from qtapp.core.jobs.job import Job, JobSpec, run_job
+from qtapp.testing.tiny import tiny_vocab
 from tests.quant_helper import quantize_copy
 
 CTX = 256
@@ -48,6 +49,23 @@ def test_ppl_equals_numpy_from_full_logits(tiny_model: Path, tmp_path: Path) -> 
     assert result["ppl"] == pytest.approx(ppl, rel=1e-6)
     assert result["ppl_err"] == pytest.approx(err, rel=1e-5)
     assert data["tokens"][0] == 1  # tokenized with BOS
+    # bits per byte: the same log-likelihoods over the UTF-8 bytes of the scored tokens' text,
+    # here from the vocabulary's pieces (SPM: "▁" is a space, <0xNN> one byte, controls none)
+    vocab, _, kinds = tiny_vocab()
+
+    def piece_bytes(t: int) -> int:
+        if kinds[t] == 6:  # TokenType.BYTE
+            return 1
+        if kinds[t] != 1:  # only NORMAL pieces stand for text
+            return 0
+        return len(vocab[t].replace("\u2581", " ").encode())
+
+    n_bytes = sum(piece_bytes(int(t)) for t in targets)
+    assert result["text_bytes"] == n_bytes > len(targets)
+    assert result["bpb"] == pytest.approx(nll.sum() / math.log(2) / n_bytes, rel=1e-6)
+    assert result["bpb_err"] == pytest.approx(
+        nll.std() / math.sqrt(len(nll) - 1) * len(nll) / math.log(2) / n_bytes, rel=1e-5
+    )
 
 
 def test_kld_against_itself_is_zero(tiny_model: Path) -> None:

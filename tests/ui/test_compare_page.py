@@ -202,3 +202,17 @@ def test_quality_chart_uses_ppl_when_nothing_has_kld(qtbot) -> None:
     p.refresh()
     assert p.metric_box.currentData() == "kld"
     p.shutdown()
+
+
+def test_models_compare_by_bits_per_byte_and_kld_ranks_within_a_model(page: Page) -> None:
+    """Issue 18: no ranking across models uses KLD or the PPL of different vocabularies."""
+    assert page.metric_box.currentData() == "bpb"  # two models measured bits per byte
+    page.budget_edit.setText("1.5GiB")
+    page.budget_edit.editingFinished.emit()
+    text = page.recommendations.text()
+    assert "bits per byte" in text and "do not say which model" not in text
+    for metric in ("kld", "ppl"):
+        page.metric_box.setCurrentIndex(page.metric_box.findData(metric))
+        assert "do not say which model is better" in page.recommendations.text()
+    bpb = {r.label: r.quality("bpb") for r in page.rows if r.model == "Gemma 3 1b"}
+    assert bpb["Q2_K"] > bpb["Q8_0"] > 0

@@ -37,7 +37,7 @@ def test_live_curves_table_and_export(page, qtbot, tiny_model: Path, tmp_path: P
     assert len(page.pp_plot.data(key)[1]) == 2 and len(page.tg_plot.data(key)[1]) == 2
     assert page.table.item(0, 1).text() == "finished"
     assert "±" in page.table.item(0, 2).text()
-    assert page.table.item(0, 5).text().startswith("100.00")
+    assert page.table.item(0, 6).text().startswith("100.00")
     text = page.ppl_plot.show_values_at(250)
     assert tiny_model.stem in text and "x = 254" in text
     files = page.export(tmp_path, "png") + page.export(tmp_path, "svg")

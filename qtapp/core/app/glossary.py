@@ -53,6 +53,9 @@ TERMS: dict[str, str] = {
     "ppl": "Perplexity (PPL): how surprised the model is by a text; lower is better. Compare "
     "PPL only between quants of the same model on the same text: a rise of 1-2% over F16 is "
     "small, over 10% is large.",
+    "bpb": "Bits per byte: the same log-likelihoods as perplexity, divided by the text's "
+    "bytes instead of its tokens. Lower is better. Unlike PPL it compares models with different "
+    "tokenizers, as long as they were scored on the same text.",
     "kld": "KL divergence (KLD): how far a quant's predicted probabilities drift from the F16 "
     "base's, token by token; 0 means identical. Under 0.01 is excellent, above 0.1 is "
     "clearly worse. More sensitive than perplexity.",

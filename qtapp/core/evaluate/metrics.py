@@ -65,12 +65,33 @@ class PplAccumulator:
     nll: float = 0.0
     nll2: float = 0.0
     count: int = 0
+    text_bytes: int = 0  # UTF-8 bytes of the scored tokens' text (0: unknown)
 
-    def add(self, nll: np.ndarray) -> None:
+    def add(self, nll: np.ndarray, text_bytes: int = 0) -> None:
         values = np.asarray(nll, dtype=np.float64)
         self.nll += float(values.sum())
         self.nll2 += float(np.dot(values, values))
         self.count += int(values.size)
+        self.text_bytes += int(text_bytes)
+
+    @property
+    def bpb(self) -> float:
+        """Bits per byte of the scored text: the same log-likelihoods as PPL, divided by the
+        text's bytes instead of its tokens, so models with different tokenizers compare."""
+        if not self.text_bytes:
+            return float("nan")
+        return self.nll / math.log(2) / self.text_bytes
+
+    @property
+    def bpb_err(self) -> float:
+        """The standard error of :attr:`bpb` (the tokens' spread, as for ``ppl_err``)."""
+        if self.count < 2 or not self.text_bytes:
+            return 0.0
+        av = self.nll / self.count
+        var = self.nll2 / self.count - av * av
+        if var <= 0:
+            return 0.0
+        return math.sqrt(var / (self.count - 1)) * self.count / math.log(2) / self.text_bytes
 
     @property
     def ppl(self) -> float:

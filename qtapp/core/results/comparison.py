@@ -17,7 +17,20 @@ GIB = 1024**3
 #: what each GPU keeps free, like llama.cpp's --fit margin
 DEFAULT_MARGIN_BYTES = 1024**3
 BASE_LABELS = ("F32", "BF16", "F16")
-QUALITY_METRICS = {"kld": ("kld_mean", "mean KLD"), "ppl": ("ppl", "PPL")}
+QUALITY_METRICS = {
+    "kld": ("kld_mean", "mean KLD"),
+    "ppl": ("ppl", "PPL"),
+    "bpb": ("bpb", "bits per byte"),
+}
+#: the metrics that rank the quants of one model only: KLD is measured against each model's own
+#: base, and PPL is per token of each model's own tokenizer
+WITHIN_MODEL_METRICS = ("kld", "ppl")
+CROSS_MODEL_NOTE = (
+    "Each line ranks one model's own quants. Mean KLD is measured against each model's own "
+    "base and PPL counts each model's own tokens, so they do not say which model is better: "
+    'choose "Quality: bits per byte" (the same evaluation text for every model) to compare '
+    "models."
+)
 
 _UNITS = {
     "": GIB,
@@ -89,6 +102,7 @@ class CompareRow:
     bpw: float | None
     ppl: float | None
     ppl_err: float | None
+    bpb: float | None
     dppl_pct: float | None
     kld_mean: float | None
     kld_p99: float | None
@@ -103,7 +117,7 @@ class CompareRow:
     created: float
 
     def quality(self, metric: str) -> float | None:
-        return self.kld_mean if metric == "kld" else self.ppl
+        return {"kld": self.kld_mean, "bpb": self.bpb}.get(metric, self.ppl)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -196,6 +210,7 @@ def build_rows(runs: Sequence[RunRecord], budgets: Sequence[Budget] = ()) -> lis
                 bpw=_num(m, "bpw") or run.bpw,
                 ppl=ppl,
                 ppl_err=_num(m, "ppl_err"),
+                bpb=_num(m, "bpb"),
                 dppl_pct=dppl,
                 kld_mean=_num(m, "kld_mean"),
                 kld_p99=_num(m, "kld_p99"),

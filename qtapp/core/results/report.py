@@ -20,7 +20,9 @@ from typing import Any
 from qtapp import __version__
 from qtapp.core.errors import QuantLensError
 from qtapp.core.results.comparison import (
+    CROSS_MODEL_NOTE,
     QUALITY_METRICS,
+    WITHIN_MODEL_METRICS,
     Budget,
     CompareRow,
     frontier,
@@ -40,6 +42,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("bpw", "BPW", "{:.2f}"),
     ("ppl", "PPL", "{:.4f}"),
     ("ppl_err", "PPL ±", "{:.4f}"),
+    ("bpb", "Bits/byte", "{:.4f}"),
     ("dppl_pct", "ΔPPL %", "{:+.2f}"),
     ("kld_mean", "Mean KLD", "{:.5f}"),
     ("kld_p99", "99% KLD", "{:.4f}"),
@@ -248,7 +251,10 @@ def to_html(
         )
         or "<li>no runs</li>"
     )
-    recs = "".join(f"<li>{escape(r.text)}</li>" for r in recommend(rows, metric, budget))
+    found = recommend(rows, metric, budget)
+    recs = "".join(f"<li>{escape(r.text)}</li>" for r in found)
+    if len(found) > 1 and metric in WITHIN_MODEL_METRICS:
+        recs += f"<li><i>{escape(CROSS_MODEL_NOTE)}</i></li>"
     generated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>

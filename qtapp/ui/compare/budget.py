@@ -8,7 +8,15 @@ from html import escape
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QWidget
 
-from qtapp.core.results.comparison import GIB, QUALITY_METRICS, Budget, CompareRow, recommend
+from qtapp.core.results.comparison import (
+    CROSS_MODEL_NOTE,
+    GIB,
+    QUALITY_METRICS,
+    WITHIN_MODEL_METRICS,
+    Budget,
+    CompareRow,
+    recommend,
+)
 from qtapp.ui.compare.charts import model_colours
 
 
@@ -67,4 +75,6 @@ class RecommendationPanel(QLabel):
         for rec in recs:
             dot = f"<span style='color:{colours.get(rec.model, '#333')}'>●</span>"
             html.append(f"<p style='margin:4px 0'>{dot} {escape(rec.text)}</p>")
+        if len(recs) > 1 and metric in WITHIN_MODEL_METRICS:
+            html.append(f"<p style='color:#8a5a00;margin:6px 0 0 0'>{escape(CROSS_MODEL_NOTE)}</p>")
         self.setText("".join(html))

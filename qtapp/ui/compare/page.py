@@ -237,11 +237,14 @@ class Page(QWidget):
             self.refresh()
 
     def _pick_measured_metric(self) -> None:
-        """Until the user picks one, chart mean KLD when any run has it, else PPL if any has it."""
+        """Until the user picks one: bits per byte when runs of several models have it (the one
+        figure that compares them), else mean KLD when any run has it, else PPL."""
         if getattr(self, "_metric_chosen", False):
             return
         has = {key: any(r.quality(key) is not None for r in self.rows) for key in ("kld", "ppl")}
         wanted = "kld" if has["kld"] or not has["ppl"] else "ppl"
+        if len({r.model for r in self.rows if r.bpb is not None}) > 1:
+            wanted = "bpb"
         index = self.metric_box.findData(wanted)
         if index >= 0 and index != self.metric_box.currentIndex():
             self.metric_box.blockSignals(True)  # refresh() redraws right after

@@ -38,7 +38,10 @@ from qtapp.ui.evaluate.memory_panel import MemoryPanel
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["Model", "State", "PPL", "KLD mean", "KLD 99%", "Same top", "pp512 t/s", "tg128 t/s"]
+COLUMNS = [
+    "Model", "State", "PPL", "Bits/byte", "KLD mean", "KLD 99%", "Same top", "pp512 t/s",
+    "tg128 t/s",
+]  # fmt: skip
 
 
 def _pm(r: dict[str, Any], key: str, digits: int, scale: float = 1.0) -> str:
@@ -119,7 +122,8 @@ class Page(QWidget):
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
-        for col, term in enumerate([None, None, "ppl", "kld", "kld", "same_top", "pp", "tg"]):
+        terms = [None, None, "ppl", "bpb", "kld", "kld", "same_top", "pp", "tg"]
+        for col, term in enumerate(terms):
             if term:
                 self.table.horizontalHeaderItem(col).setToolTip(explain(term))
         self.table.verticalHeader().setVisible(False)
@@ -341,6 +345,7 @@ class Page(QWidget):
             split_quant_name(rv.model)[1] or rv.model.name,  # the full path is the tooltip
             shown,
             _pm(r, "ppl", 4),
+            _pm(r, "bpb", 4),
             _pm(r, "kld_mean", 5),
             f"{r['kld_p99']:.4f}" if isinstance(r.get("kld_p99"), float) else "–",
             f"{r['same_top_pct']:.2f} %" if isinstance(r.get("same_top_pct"), float) else "–",

@@ -284,7 +284,7 @@ class _Scorer:
                 tg = _targets(tokens, c, n_ctx)
                 if self.dump is not None:
                     self.dump.append(np.array(block))
-                self.chunk(c, block, tg)
+                self.chunk(c, block, tg, sess.text_bytes(tg))
                 result["chunks_done"] = c + 1
             done = min(i + n_seq_batch, n_chunk)
             eta = (time.monotonic() - t0) / done * (n_chunk - done)
@@ -297,27 +297,34 @@ class _Scorer:
             )
         return time.monotonic() - t0
 
-    def chunk(self, c: int, block: np.ndarray, tg: np.ndarray) -> None:
-        """Score chunk ``c`` (its logits rows and target tokens) and emit its points."""
+    def chunk(self, c: int, block: np.ndarray, tg: np.ndarray, text_bytes: int = 0) -> None:
+        """Score chunk ``c`` (its logits rows, target tokens and their text's bytes) and emit
+        its points."""
         ppl = self.ppl
         extra: dict[str, Any] = {"chunk": c + 1}
         if self.kld is None:
             nll = np.concatenate(_map_blocks(self.pool, partial(_nll_block, block, tg), len(tg)))
-            ppl.add(nll)
+            ppl.add(nll, text_bytes)
             extra["chunk_ppl"] = float(np.exp(nll.mean()))
         else:
-            self._kld_chunk(c, block, tg, self.kld, extra)
+            self._kld_chunk(c, block, tg, self.kld, extra, text_bytes)
         self.emit(Point("ppl", x=ppl.count, y=ppl.ppl, err=ppl.ppl_err, extra=extra))
 
     def _kld_chunk(
-        self, c: int, block: np.ndarray, tg: np.ndarray, kld: KldAccumulator, extra: dict[str, Any]
+        self,
+        c: int,
+        block: np.ndarray,
+        tg: np.ndarray,
+        kld: KldAccumulator,
+        extra: dict[str, Any],
+        text_bytes: int,
     ) -> None:
         assert self.cache is not None  # evaluate() makes the base cache whenever it counts KLD
         ppl = self.ppl
         base = self.cache.load_chunk(c)
         parts = _map_blocks(self.pool, partial(_kld_block, block, tg, base), len(tg))
         nll32, nll_b, kl, same = (np.concatenate(p) for p in zip(*parts, strict=True))
-        ppl.add(nll32.astype(np.float64))
+        ppl.add(nll32.astype(np.float64), text_bytes)
         kld.add(nll32, nll_b, kl, same)
         run = kld.running()
         extra.update(chunk_ppl=float(np.exp(nll32.astype(np.float64).mean())))
@@ -384,6 +391,8 @@ def _summary(ppl: PplAccumulator, kld: KldAccumulator | None) -> dict[str, Any]:
     out: dict[str, Any] = {"tokens": ppl.count}
     if ppl.count:
         out.update(ppl=ppl.ppl, ppl_err=ppl.ppl_err)
+    if ppl.text_bytes:
+        out.update(bpb=ppl.bpb, bpb_err=ppl.bpb_err, text_bytes=ppl.text_bytes)
     if kld is not None and kld.count:
         s = kld.summary()
         out.update({k: v for k, v in s.items() if k.startswith(("kld", "dp_", "same_top", "ppl_"))})

@@ -253,6 +253,22 @@ class LlamaSession:
         tokens: np.ndarray = np.frombuffer(memoryview(buf), dtype=np.int32, count=n).copy()
         return tokens
 
+    def text_bytes(self, tokens: np.ndarray) -> int:
+        """UTF-8 bytes of the text ``tokens`` stand for (their pieces, special tokens as none):
+        what bits per byte divide by. Each token's piece length is read once."""
+        lengths: dict[int, int] = self.__dict__.setdefault("_piece_len", {})
+        buf = ctypes.create_string_buffer(256)
+        total = 0
+        for t in tokens.tolist():
+            n = lengths.get(t)
+            if n is None:
+                n = int(self.L.llama_token_to_piece(self.vocab, t, buf, 256, 0, False))
+                if n < 0:  # a piece longer than the buffer: -n is its length
+                    n = -n
+                lengths[t] = n
+            total += n
+        return total
+
     # -- decoding --------------------------------------------------------------------------
     def _bind_batch(self) -> None:
         b = self._batch
