@@ -31,6 +31,7 @@ ENGINE_MAY_IMPORT = (
     "qtapp.core.evaluate.checks",
     "qtapp.core.evaluate.logprobs",
     "qtapp.core.evaluate.metrics",
+    "qtapp.core.evaluate.tasks",
     "qtapp.core.hardware.llama_build",
     "qtapp.core.app.paths",
 )

@@ -97,6 +97,7 @@ class EvalRecorder:
     background: bool = False
     #: what the run was measured on (measured speeds match it); probed at begin when None
     hardware: dict[str, Any] | None = None
+    kind: str = "eval"  # the store's run kind: "eval", or "tasks" for task accuracy
     _store: Any = None
     _pool: ThreadPoolExecutor | None = None
 
@@ -121,7 +122,7 @@ class EvalRecorder:
         try:
             self._store = ResultsStore.open()
             self.run_id = self._store.begin_run(
-                "eval",
+                self.kind,
                 self.model,
                 self.label or quant_label(self.model),
                 hardware=self.hardware if self.hardware is not None else _hardware(),

@@ -132,6 +132,7 @@ class LlamaSession:
         abort: AbortFlag | None = None,
         repack: bool | None = None,
         abort_in_decode: bool = True,
+        kv_unified: bool = False,
     ) -> None:
         import llama_cpp
 
@@ -165,6 +166,7 @@ class LlamaSession:
             )
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
+        self.kv_unified = kv_unified  # one KV buffer shared by the sequences (task scoring)
         self._open_context(n_ctx, n_batch, n_ubatch, n_seq)
         self.n_gpu_layers = int(n_gpu_layers)
 
@@ -178,7 +180,7 @@ class LlamaSession:
         cparams.n_threads = self.threads
         cparams.n_threads_batch = self.threads
         cparams.swa_full = False  # llama.cpp's tools; llama-cpp-python defaults to True
-        cparams.kv_unified = False
+        cparams.kv_unified = bool(getattr(self, "kv_unified", False))
         cparams.no_perf = False
         cparams.flash_attn_type = -1  # LLAMA_FLASH_ATTN_TYPE_AUTO
         if self.abort_in_decode:
@@ -309,6 +311,36 @@ class LlamaSession:
                 "Not enough memory for this context; try a smaller context or fewer chunks.",
             )
         return int(np.count_nonzero(outputs))
+
+    def decode_shared(
+        self, tokens: list[int], pos: list[int], seqs: list[tuple[int, ...]], outputs: list[bool]
+    ) -> int:
+        """One ``llama_decode`` where a token may belong to several sequences (a prefix shared
+        by a task's endings); returns how many rows of logits it made."""
+        n = len(tokens)
+        if n > self.n_batch:
+            raise ValueError("batch larger than n_batch")
+        self.abort.check()
+        b = self._batch
+        for i in range(n):
+            b.token[i] = tokens[i]
+            b.pos[i] = pos[i]
+            b.n_seq_id[i] = len(seqs[i])
+            for k, s in enumerate(seqs[i]):
+                self._seq_ptrs[i][k] = s
+            b.logits[i] = 1 if outputs[i] else 0
+        b.n_tokens = n
+        rc = self.L.llama_decode(self.ctx, b)
+        self._nseq[:n] = 1  # decode() expects one sequence per token
+        self.abort.check()
+        if rc == 2:
+            raise Aborted()
+        if rc != 0:
+            raise QuantLensError(
+                f"llama_decode failed (code {rc}).",
+                "Not enough memory for this context; try a smaller context.",
+            )
+        return sum(1 for o in outputs if o)
 
     def logits(self, n_rows: int) -> np.ndarray:
         """A writable view on the logits of the last decode: ``n_rows`` x ``n_vocab`` float32."""

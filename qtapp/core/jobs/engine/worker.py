@@ -26,6 +26,7 @@ HANDLERS: dict[str, str] = {
     "llama_info": "qtapp.core.jobs.engine.selftest:llama_info",
     "evaluate": "qtapp.core.jobs.engine.evaluate:evaluate",
     "speed": "qtapp.core.jobs.engine.evaluate:speed",
+    "tasks": "qtapp.core.jobs.engine.tasks:tasks",
     "dry_quantize": "qtapp.core.jobs.engine.dry_run:dry_quantize",
     "quantize": "qtapp.core.jobs.engine.quantize:quantize",
     "dry_load": "qtapp.core.jobs.engine.dry_load:dry_load",

@@ -1,0 +1,119 @@
+"""``quantlens tasks MODEL --tasks FILE``: task accuracy as ``llama-perplexity`` scores it."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from qtapp.core.errors import QuantLensError
+from qtapp.core.evaluate.runs import EvalRecorder
+from qtapp.core.evaluate.tasks import hellaswag_tasks, read_hellaswag
+from qtapp.core.jobs.events import Cancelled, Failed, Finished, Point
+from qtapp.core.jobs.job import Job, JobSpec
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        "tasks",
+        help="task accuracy (HellaSwag) of a GGUF model, as llama-perplexity scores it",
+        description="Score MODEL on a HellaSwag task file as `llama-perplexity --hellaswag "
+        "--hellaswag-tasks LIMIT` does: the same tasks in the same order, the same scoring, "
+        "with a 95%% interval. The file is the six-lines-per-task text layout llama.cpp reads "
+        "(see its tools/perplexity README for where the standard sets come from).",
+    )
+    parser.add_argument("model", type=Path, help="the .gguf to score")
+    parser.add_argument("--tasks", type=Path, required=True, help="a HellaSwag task file")
+    parser.add_argument(
+        "--kind",
+        default="hellaswag",
+        choices=("hellaswag",),
+        help="task format (HellaSwag; Winogrande and multiple choice are not supported yet)",
+    )
+    parser.add_argument("--limit", type=int, default=400, help="tasks to score (default 400)")
+    parser.add_argument("--ctx", type=int, default=512, help="context per ending (default 512)")
+    parser.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
+    parser.add_argument(
+        "--n-gpu-layers", type=int, default=None, help="layers to offload (default as eval)"
+    )
+    parser.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    parser.set_defaults(func=run)
+
+
+def task_params(args: argparse.Namespace) -> dict[str, Any]:
+    """Check the inputs here (one clear line for a bad file) and build the job's params."""
+    from qtapp.core.evaluate.checks import check_eval_inputs
+
+    if args.limit < 1:
+        raise QuantLensError(f"--limit {args.limit} is out of range.", "Use 1 or more tasks.")
+    check_eval_inputs(args.model, ctx=args.ctx, threads=args.threads or None)
+    tasks = read_hellaswag(args.tasks)
+    chosen = hellaswag_tasks(tasks, args.limit)
+    digest = hashlib.sha256(args.tasks.read_bytes()).hexdigest()[:16]
+    params: dict[str, Any] = {
+        "model": str(args.model),
+        "tasks": str(args.tasks),
+        "kind": args.kind,
+        "limit": len(chosen),
+        "ctx": args.ctx,
+        # runs on different task sets are never compared: the file's fingerprint keys them
+        "tasks_sha256": digest,
+    }
+    if args.threads:
+        params["threads"] = args.threads
+    if args.n_gpu_layers is not None:
+        params["n_gpu_layers"] = args.n_gpu_layers
+    return params
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        params = task_params(args)
+    except QuantLensError as exc:
+        print(f"error: {exc.message} {exc.hint}".rstrip(), file=sys.stderr)
+        return 2
+    rec = EvalRecorder(args.model, params, kind="tasks")
+    rec.begin()
+    job = Job(JobSpec("tasks", params))
+    terminal = None
+    try:
+        for ev in job.events():
+            rec.add(ev)
+            if isinstance(ev, Point):
+                extra = ev.extra or {}
+                if args.json:
+                    line = {"task": int(ev.x), "acc": ev.y, "lo": extra.get("lo")}
+                    line["hi"] = extra.get("hi")
+                    print(json.dumps(line), flush=True)
+                else:
+                    print(
+                        f"{int(ev.x):5d}  {ev.y:6.2f}%  [{extra.get('lo', 0):.2f}%, "
+                        f"{extra.get('hi', 0):.2f}%]",
+                        flush=True,
+                    )
+            elif isinstance(ev, (Finished, Failed, Cancelled)):
+                terminal = ev
+    except KeyboardInterrupt:
+        job.cancel()
+        rec.add(Cancelled(partial={"partial": True}))
+        terminal = Cancelled()
+    finally:
+        rec.finish()
+    r = rec.result
+    if isinstance(terminal, Failed):
+        print(f"error: {terminal.message} {terminal.hint}".rstrip(), file=sys.stderr)
+        return 1
+    keys = ("kind", "tasks_scored", "correct", "acc", "acc_lo", "acc_hi", "partial")
+    final = {k: r[k] for k in keys if k in r}
+    if args.json:
+        print(json.dumps({"final": True, "model": str(args.model), **final}))
+    elif "acc" in r:
+        print(
+            f"HellaSwag: {r['correct']} of {r['tasks_scored']} right = {r['acc']:.2f}% "
+            f"(95% interval {r['acc_lo']:.2f}% to {r['acc_hi']:.2f}%)"
+            + (" (partial: stopped before the end)" if r.get("partial") else "")
+        )
+    return 130 if r.get("partial") else 0
