@@ -124,3 +124,27 @@ def test_memory_panel_cpu_only_shows_worker_rss(page, qtbot, tiny_model: Path, m
     m = _stored_metrics()
     assert m["mem_peak_host_rss_bytes"] > 10 * 1024**2
     assert m["mem_pred_cpu_bytes"] > 0 and not any("cuda" in k for k in m)
+
+
+def test_task_accuracy_curve_with_its_interval(page, qtbot, tiny_model: Path, tmp_path: Path):
+    """A HellaSwag file scores each model after its evaluation: a live accuracy curve with its
+    95% Wilson interval as the band, stored as a tasks run."""
+    from tests.core.test_tasks import _write_tasks
+
+    page.controls.task_file.set_text(str(_write_tasks(tmp_path / "hs.txt", 6)))
+    page.controls.task_limit.setValue(4)
+    page.queue([tiny_model], None, chunks=1, speed=False)
+    qtbot.waitUntil(lambda: page.acc_plot.runs() != [], timeout=30_000)
+    key = page.acc_plot.runs()[0]
+    qtbot.waitUntil(lambda: len(page.acc_plot.data(key)[0]) == 4, timeout=60_000)
+    run = page.acc_plot._runs[key]
+    assert run.xs == [1, 2, 3, 4]
+    assert all(lo <= y <= hi for lo, y, hi in zip(run.los, run.ys, run.his, strict=True))
+    assert run.his[-1] - run.los[-1] > 10  # four tasks: a wide interval
+    results = pytest.importorskip("qtapp.core.results.store")
+
+    def stored() -> bool:
+        runs = results.ResultsStore.open().list_runs(kind="tasks")
+        return bool(runs) and runs[0].state == "finished"
+
+    qtbot.waitUntil(stored, timeout=30_000)

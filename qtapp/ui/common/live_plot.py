@@ -53,6 +53,8 @@ class _Run:
     xs: list[float] = field(default_factory=list)
     ys: list[float] = field(default_factory=list)
     errs: list[float] = field(default_factory=list)
+    los: list[float] = field(default_factory=list)  # the band's edges (y -/+ err, or given)
+    his: list[float] = field(default_factory=list)
     dirty: bool = False
 
 
@@ -166,14 +168,27 @@ class LivePlot(QWidget):
                 item.addItem(it)
         self._runs[key] = run
 
-    def append(self, key: str, x: float, y: float, err: float | None = None) -> None:
+    def append(
+        self,
+        key: str,
+        x: float,
+        y: float,
+        err: float | None = None,
+        band: tuple[float, float] | None = None,
+    ) -> None:
+        """One point; the band is ``y ± err``, or ``band`` (low, high) for an interval that is
+        not symmetric (a Wilson interval)."""
         run = self._runs.get(key)
         if run is None:
             self.add_run(key, key)
             run = self._runs[key]
+        e = float(err) if err is not None else 0.0
+        lo, hi = band if band is not None else (float(y) - e, float(y) + e)
         run.xs.append(float(x))
         run.ys.append(float(y))
-        run.errs.append(float(err) if err is not None else 0.0)
+        run.errs.append(e if band is None else (hi - lo) / 2)
+        run.los.append(float(lo))
+        run.his.append(float(hi))
         run.dirty = True
 
     def set_label(self, key: str, label: str) -> None:
@@ -208,11 +223,11 @@ class LivePlot(QWidget):
             y = np.asarray(run.ys)
             run.curve.setData(x, y)
             if run.upper is not None and run.lower is not None:
-                e = np.asarray(run.errs)
-                lo = np.maximum(y - e, 1e-12) if self.log_y else y - e
+                lo = np.asarray(run.los)
+                lo = np.maximum(lo, 1e-12) if self.log_y else lo
                 run.upper.blockSignals(True)  # the band rebuilds its path once, on the lower
                 try:
-                    run.upper.setData(x, y + e)
+                    run.upper.setData(x, np.asarray(run.his))
                 finally:
                     run.upper.blockSignals(False)
                 run.lower.setData(x, lo)
@@ -227,11 +242,10 @@ class LivePlot(QWidget):
             if not run.xs:
                 continue
             x = np.asarray(run.xs)
-            y = np.asarray(run.ys)
-            e = np.asarray(run.errs) if run.upper is not None else 0.0
+            banded = run.upper is not None
             xs += [float(x.min()), float(x.max())]
-            lo.append(float(np.min(y - e)))
-            hi.append(float(np.max(y + e)))
+            lo.append(float(np.min(run.los if banded else run.ys)))
+            hi.append(float(np.max(run.his if banded else run.ys)))
         if not xs:
             return None
         return min(xs), max(xs), min(lo), max(hi)

@@ -105,6 +105,24 @@ class EvalControls(QWidget):
         self.reps.setRange(1, 50)
         self.reps.setValue(5)
         form.addRow("Speed repetitions", self.reps)
+        self.task_file = PathField(
+            "none: no task accuracy",
+            False,
+            "HellaSwag task file",
+            "HellaSwag text (*.txt);;All files (*)",
+            clearable=True,
+        )
+        self.task_file.setToolTip(
+            "A HellaSwag file in llama.cpp's six-lines-per-task layout (llama.cpp's "
+            "tools/perplexity README says where the standard set comes from). Each model is "
+            "scored as llama-perplexity --hellaswag scores it."
+        )
+        form.addRow("Tasks", self.task_file)
+        self.task_limit = QSpinBox()
+        self.task_limit.setRange(1, 100000)
+        self.task_limit.setValue(400)
+        self.task_limit.setToolTip("Tasks drawn and scored, as --hellaswag-tasks (default 400)")
+        form.addRow("Tasks to score", self.task_limit)
         self.threads = QSpinBox()
         self.threads.setRange(0, 512)
         self.threads.setSpecialValueText(f"auto ({os.cpu_count() or 1})")

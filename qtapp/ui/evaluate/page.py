@@ -118,7 +118,15 @@ class Page(QWidget):
             integer_x=True,
             legend=False,
         )
-        self.plots = [self.ppl_plot, self.kld_plot, self.pp_plot, self.tg_plot]
+        self.acc_plot = LivePlot(
+            "HellaSwag accuracy (95% band)",
+            "tasks scored",
+            "% right",
+            band=True,
+            legend=False,
+        )
+        self._task_runners: list[JobRunner] = []
+        self.plots = [self.ppl_plot, self.kld_plot, self.pp_plot, self.tg_plot, self.acc_plot]
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -146,6 +154,7 @@ class Page(QWidget):
         speed_row = QSplitter(Qt.Horizontal)
         speed_row.addWidget(self.pp_plot)
         speed_row.addWidget(self.tg_plot)
+        speed_row.addWidget(self.acc_plot)
         charts = QSplitter(Qt.Vertical)
         charts.addWidget(self.ppl_plot)
         charts.addWidget(self.kld_plot)
@@ -196,6 +205,9 @@ class Page(QWidget):
         base = self.controls.base.text() or None
         for model in models:
             self._submit(model, base)
+        if self.controls.task_file.text():
+            for model in models:
+                self._submit_tasks(model)
         self.controls.set_running(True)
         self.controls.status.setText(f"Queued {len(models)} evaluation(s).")
 
@@ -209,7 +221,18 @@ class Page(QWidget):
                 self._finish(rv, Cancelled())
             else:
                 rv.runner.cancel()
+        self._cancel_tasks()
         self.controls.status.setText("Cancelling…")
+
+    def _cancel_tasks(self) -> None:
+        """Drop queued task scorings, stop the running one (its scored tasks are kept)."""
+        for runner in self._task_runners:
+            if runner.terminal is not None:
+                continue
+            if runner in self.ctx.jobs.pending():
+                self.ctx.jobs.remove(runner)
+            else:
+                runner.cancel()
 
     def running(self) -> bool:
         # the recorder, not the runner: a queued run dropped by Cancel never gets a terminal event
@@ -226,6 +249,7 @@ class Page(QWidget):
             else:
                 rv.runner.cancel()
             self._finish(rv, Cancelled())  # its late "done" is then ignored
+        self._cancel_tasks()
         self.memory.shutdown()
         self.wait_stored()
 
@@ -252,6 +276,7 @@ class Page(QWidget):
             ("kld", self.kld_plot),
             ("pp", self.pp_plot),
             ("tg", self.tg_plot),
+            ("hellaswag", self.acc_plot),
         ):
             target = folder / f"quantlens-{name}.{fmt}"
             out.append(plot.export_svg(target) if fmt == "svg" else plot.export_png(target))
@@ -295,6 +320,44 @@ class Page(QWidget):
         rv.runner = self.ctx.jobs.submit(JobSpec("evaluate", params), on_start=on_start)
         rv.runner.event.connect(lambda ev, rv=rv: self._on_event(rv, ev))
         rv.runner.done.connect(lambda ev, rv=rv: self._finish(rv, ev))
+
+    def _submit_tasks(self, model: Path) -> None:
+        """Score ``model`` on the task file: a ``tasks`` job after the evaluations, its running
+        accuracy with its 95% interval on the accuracy chart, stored as a ``tasks`` run."""
+        c = self.controls
+        params = {
+            "model": str(model),
+            "tasks": c.task_file.text(),
+            "limit": c.task_limit.value(),
+            "ctx": c.ctx.value(),
+        }
+        if c.threads.value():
+            params["threads"] = c.threads.value()
+        self._counter += 1
+        key = f"{model.name}#tasks{self._counter}"
+        color = PALETTE[(self._counter - 1) % len(PALETTE)]
+        self.acc_plot.add_run(key, model.stem, color)
+        recorder = EvalRecorder(model, params, background=True, kind="tasks")
+
+        def on_event(ev: Event) -> None:
+            recorder.add(ev)
+            if isinstance(ev, Point) and ev.series == "hellaswag":
+                extra = ev.extra or {}
+                band = (float(extra.get("lo", ev.y)), float(extra.get("hi", ev.y)))
+                self.acc_plot.append(key, ev.x, ev.y, band=band)
+
+        def on_done(ev: Event) -> None:
+            recorder.add(ev)
+            recorder.finish(on_stored=self.ctx.results_changed.emit)
+            if isinstance(ev, Failed):
+                self.controls.status.setText(f"Task scoring failed: {ev.message} {ev.hint}")
+
+        runner = self.ctx.jobs.submit(
+            JobSpec("tasks", params), on_start=lambda _r: recorder.begin()
+        )
+        runner.event.connect(on_event)
+        runner.done.connect(on_done)
+        self._task_runners.append(runner)
 
     def _on_event(self, rv: _RunView, ev: Event) -> None:
         rv.recorder.add(ev)
