@@ -82,12 +82,13 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=400)
     parser.add_argument("--src", type=Path, default=DEFAULT_SRC)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--file", type=Path, default=TASKS, help="the .txt.bz2 task file")
     args = parser.parse_args()
     exe = build_tools(args.src) / "llama-perplexity"
     with tempfile.TemporaryDirectory(prefix="ql-tasks-") as tmp:
         os.environ["QUANTLENS_HOME"] = str(Path(tmp) / "home")
         text = Path(tmp) / "hellaswag_val_full.txt"
-        text.write_bytes(bz2.decompress(TASKS.read_bytes()))
+        text.write_bytes(bz2.decompress(args.file.read_bytes()))
         demo = Path(demo_model_path())
         f16 = Path(tmp) / "gemma-F16.gguf"
         run_job("quantize", model=str(demo), out=str(f16), target="F16", allow_requantize=True)
