@@ -300,6 +300,11 @@ class LlamaSession:
         self._out[:n] = outputs
         for i in range(n):
             self._seq_ptrs[i][0] = int(seq[i])
+        self._run_batch(n)
+        return int(np.count_nonzero(outputs))
+
+    def _run_batch(self, n: int) -> None:
+        """``llama_decode`` of the first ``n`` entries of the batch; aborts and failures raise."""
         self._batch.n_tokens = n
         rc = self.L.llama_decode(self.ctx, self._batch)
         self.abort.check()
@@ -310,7 +315,6 @@ class LlamaSession:
                 f"llama_decode failed (code {rc}).",
                 "Not enough memory for this context; try a smaller context or fewer chunks.",
             )
-        return int(np.count_nonzero(outputs))
 
     def decode_shared(
         self, tokens: list[int], pos: list[int], seqs: list[tuple[int, ...]], outputs: list[bool]
@@ -329,17 +333,10 @@ class LlamaSession:
             for k, s in enumerate(seqs[i]):
                 self._seq_ptrs[i][k] = s
             b.logits[i] = 1 if outputs[i] else 0
-        b.n_tokens = n
-        rc = self.L.llama_decode(self.ctx, b)
-        self._nseq[:n] = 1  # decode() expects one sequence per token
-        self.abort.check()
-        if rc == 2:
-            raise Aborted()
-        if rc != 0:
-            raise QuantLensError(
-                f"llama_decode failed (code {rc}).",
-                "Not enough memory for this context; try a smaller context.",
-            )
+        try:
+            self._run_batch(n)
+        finally:
+            self._nseq[:n] = 1  # decode() expects one sequence per token
         return sum(1 for o in outputs if o)
 
     def logits(self, n_rows: int) -> np.ndarray:
