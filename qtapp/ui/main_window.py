@@ -17,11 +17,13 @@ from PySide6.QtGui import (
     QShowEvent,
 )
 from PySide6.QtWidgets import (
+    QFrame,
     QHBoxLayout,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
     QStackedWidget,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -71,11 +73,23 @@ class MainWindow(QMainWindow):
                 shortcut = QShortcut(QKeySequence(f"Ctrl+{index + 1}"), self)
                 shortcut.activated.connect(lambda k=key: self.show_page(k))
         self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self._fit_nav_height()
+        # the left column: the navigation list, and below it the demo tour's card when it runs
+        # (there, not under the pages: the pages never change size after the first layout, so
+        # a page switch never pays a relayout of its charts)
+        side = QFrame()
+        side.setObjectName("side")
+        side.setFixedWidth(170)
+        self.side_layout = QVBoxLayout(side)
+        self.side_layout.setContentsMargins(0, 0, 0, 10)
+        self.side_layout.setSpacing(8)
+        self.side_layout.addWidget(self.nav)
+        self.side_layout.addStretch(1)
         central = QWidget()
         layout = QHBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        layout.addWidget(self.nav)
+        layout.addWidget(side)
         layout.addWidget(self.stack, 1)
         self.setCentralWidget(central)
         self.ctx.navigate.connect(self.show_page)
@@ -94,6 +108,20 @@ class MainWindow(QMainWindow):
         keys = [k for k, _ in PAGES]
         if key in keys:
             self.nav.setCurrentRow(keys.index(key))
+
+    def _fit_nav_height(self) -> None:
+        """The list as tall as its items, so a side panel sits right under it."""
+        self.nav.ensurePolished()
+        rows = sum(self.nav.sizeHintForRow(i) for i in range(self.nav.count()))
+        margins = self.nav.contentsMargins()
+        self.nav.setFixedHeight(rows + margins.top() + margins.bottom() + 2 * self.nav.spacing())
+
+    def add_side_panel(self, panel: QWidget) -> None:
+        """A narrow panel under the navigation list (the demo tour's card)."""
+        holder = QHBoxLayout()
+        holder.setContentsMargins(8, 0, 8, 0)
+        holder.addWidget(panel)
+        self.side_layout.insertLayout(self.side_layout.count() - 1, holder)
 
     def current_page_key(self) -> str:
         return PAGES[self.stack.currentIndex()][0]

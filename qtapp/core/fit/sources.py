@@ -15,7 +15,7 @@ from pathlib import Path
 
 from qtapp.core.fit.devices import Device, parse_memory_size
 from qtapp.core.fit.exact import ManyWeights
-from qtapp.core.fit.host_memory import HostRepack
+from qtapp.core.fit.host_memory import HostLoad, HostRepack
 from qtapp.core.fit.measured_speed import MeasuredSpeeds, measured_speeds
 from qtapp.core.fit.plan import PlanInputs, Weights, make_plan, targets_for
 from qtapp.core.fit.plan_checks import PlanCheck, plan_checks
@@ -80,7 +80,8 @@ def read_plan_sources(
     # A first plan here fills the model's memos (weight estimates, per-layer sums: ~100 ms for a
     # 262k-vocabulary model), so the caller's first plan on the GUI thread only reads them.
     if warm_up:
-        make_plan(PlanInputs(model, weights=cached, quality=quality, recipes=recipes))
+        load = HostLoad("mmap", sources.repack)  # the window plans with the build's repacking
+        make_plan(PlanInputs(model, weights=cached, quality=quality, recipes=recipes, load=load))
     return sources
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from qtapp.core.errors import QuantLensError
 log = logging.getLogger(__name__)
 
 Task = Callable[["BackgroundCall"], Any]
+REPORT_EVERY = 0.05  # seconds
 
 
 class BackgroundCall(QObject):
@@ -34,6 +36,8 @@ class BackgroundCall(QObject):
         super().__init__(parent)
         self._task = task
         self._stop = threading.Event()
+        self._last_message: str | None = None
+        self._next_report = 0.0
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"ql-{name}")
 
     def start(self) -> BackgroundCall:
@@ -60,6 +64,12 @@ class BackgroundCall(QObject):
 
     # -- for the task, from its thread --------------------------------------------------------
     def report(self, fraction: float, message: str = "") -> None:
+        """At most one report per ``REPORT_EVERY`` seconds reaches the GUI thread (a copy loop
+        reports per block); a new message or the end always does."""
+        now = time.monotonic()
+        if message == self._last_message and fraction < 1.0 and now < self._next_report:
+            return
+        self._last_message, self._next_report = message, now + REPORT_EVERY
         self.progress.emit(float(fraction), message)
 
     def emit_item(self, value: object) -> None:

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -24,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from qtapp.core.evaluate.base_cache import cache_size, clear_cache
+from qtapp.ui.common.progress import ProgressBar
 from qtapp.ui.quantize.options import PathField
 
 GGUF_FILTER = "GGUF models (*.gguf);;All files (*)"
@@ -139,7 +139,7 @@ class EvalControls(QWidget):
         buttons.addWidget(self.start_btn)
         buttons.addWidget(self.cancel_btn)
         outer.addLayout(buttons)
-        self.progress = QProgressBar()
+        self.progress = ProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
         outer.addWidget(self.progress)

@@ -7,10 +7,11 @@ in a muted colour, with NVML's reason as its tooltip.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from qtapp.core.hardware import format as fmt
 from qtapp.core.hardware.probe import GpuInfo, HostInfo, LlamaBuild
+from qtapp.ui.common.progress import ProgressBar
 
 BAR_STYLE = (
     "QProgressBar { border: 1px solid palette(mid); border-radius: 4px; text-align: center;"
@@ -19,9 +20,9 @@ BAR_STYLE = (
 )
 
 
-def usage_bar() -> QProgressBar:
+def usage_bar() -> ProgressBar:
     """A thin bar with its figures written on it (per mille, for a smooth fill)."""
-    bar = QProgressBar()
+    bar = ProgressBar()
     bar.setRange(0, 1000)
     bar.setTextVisible(True)
     bar.setFixedHeight(20)

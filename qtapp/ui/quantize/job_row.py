@@ -10,13 +10,13 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSizePolicy,
     QWidget,
 )
 
 from qtapp.core.jobs.events import Cancelled, Event, Failed, Finished, Progress
+from qtapp.ui.common.progress import ProgressBar
 
 STATE_COLORS = {
     "queued": "#777",
@@ -63,7 +63,7 @@ class JobRow(QFrame):
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.state_label = QLabel()
         self.state_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.bar = QProgressBar()
+        self.bar = ProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setTextVisible(True)
         self.bar.setValue(0)

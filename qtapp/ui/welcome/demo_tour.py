@@ -17,14 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QMainWindow,
     QPushButton,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -44,56 +42,51 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DemoTour", "TourPanel"]
 
+SIDE_PANEL_WIDTH = 154  # the main window's left column (170) less its margins
+
 
 class TourPanel(QFrame):
-    """The tour's bar: docked at the bottom of a main window (it covers nothing), or floating
-    in the bottom-right corner of any other widget."""
+    """The tour's card: under the navigation list of a main window (``add_side_panel``: it
+    covers nothing and leaves the pages' size alone), or floating in the bottom-right corner of
+    any other widget."""
 
     def __init__(self, parent: QWidget) -> None:
         super().__init__(parent)
         self.setObjectName("tour")
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(16, 10, 12, 10)
-        lay.setSpacing(16)
-        words = QVBoxLayout()
-        words.setSpacing(4)
         self.badge = QLabel("Demo tour")
         self.badge.setObjectName("muted")
         self.title = QLabel()
-        self.title.setStyleSheet("font-size: 12pt; font-weight: 600;")
-        heading = QHBoxLayout()
-        heading.addWidget(self.title)
-        heading.addWidget(self.badge)
-        heading.addStretch(1)
+        self.title.setStyleSheet("font-size: 11pt; font-weight: 600;")
+        self.title.setWordWrap(True)
         self.text = QLabel()
         self.text.setWordWrap(True)
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #c77700;")
         self.note.hide()
-        words.addLayout(heading)
-        words.addWidget(self.text)
-        words.addWidget(self.note)
-        lay.addLayout(words, 1)
         self.back_button = QPushButton("Back")
         self.next_button = QPushButton("Next")
         self.next_button.setDefault(True)
         self.close_button = QPushButton("End tour")
         self.close_button.setToolTip("End the tour (jobs and results stay)")
-        for button in (self.back_button, self.next_button, self.close_button):
-            button.setMinimumWidth(90)
-            lay.addWidget(button, 0, Qt.AlignmentFlag.AlignVCenter)
-        self._bar: QToolBar | None = None
-        if isinstance(parent, QMainWindow):
-            self._bar = QToolBar("Demo tour", parent)
-            self._bar.setObjectName("tourBar")
-            self._bar.setMovable(False)
-            self._bar.setFloatable(False)
-            self._bar.addWidget(self)
-            parent.addToolBar(Qt.ToolBarArea.BottomToolBarArea, self._bar)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(10, 8, 10, 10)
+        lay.setSpacing(6)
+        for label in (self.badge, self.title, self.text, self.note):
+            lay.addWidget(label)
+        buttons = QHBoxLayout()
+        buttons.setSpacing(6)
+        buttons.addWidget(self.back_button)
+        buttons.addWidget(self.next_button)
+        lay.addLayout(buttons)
+        lay.addWidget(self.close_button)
+        self._docked = callable(getattr(parent, "add_side_panel", None))
+        if self._docked:
+            self.setFixedWidth(SIDE_PANEL_WIDTH)
+            parent.add_side_panel(self)  # type: ignore[attr-defined]
         else:
-            self.setMaximumWidth(420)
+            self.setFixedWidth(320)
             parent.installEventFilter(self)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
@@ -102,23 +95,21 @@ class TourPanel(QFrame):
         return False
 
     def place(self) -> None:
-        """Floating only: keep to the bottom-right corner."""
+        """After a change of text: docked, as tall as the wrapped text needs (the column's
+        layout would squeeze it); floating, keep to the bottom-right corner."""
         parent = self.parentWidget()
-        if self._bar is not None or parent is None:
+        if self._docked:
+            layout = self.layout()
+            layout.activate()
+            self.setFixedHeight(layout.totalHeightForWidth(SIDE_PANEL_WIDTH))
+            return
+        if parent is None:
             return
         self.adjustSize()
         self.move(parent.width() - self.width() - 20, parent.height() - self.height() - 20)
         self.raise_()
 
-    def show(self) -> None:
-        if self._bar is not None:
-            self._bar.show()
-        super().show()
-
     def remove(self) -> None:
-        if self._bar is not None:
-            self._bar.hide()
-            self._bar.deleteLater()
         self.hide()
         self.deleteLater()
 
@@ -203,7 +194,7 @@ class DemoTour(QObject):
         if self.panel is None:
             return
         step = TOUR_STEPS[self.index]
-        self.panel.badge.setText(f"Demo tour · step {self.index + 1} of {len(TOUR_STEPS)}")
+        self.panel.badge.setText(f"Demo tour · {self.index + 1} of {len(TOUR_STEPS)}")
         self.panel.title.setText(step.title)
         self.panel.text.setText(step.text)
         self.panel.note.setText(self.note)

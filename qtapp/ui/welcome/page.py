@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -24,6 +23,7 @@ from qtapp.core.app.paths import resources_dir
 from qtapp.core.app.settings import Settings
 from qtapp.ui.common.background import BackgroundCall
 from qtapp.ui.common.context import AppContext
+from qtapp.ui.common.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Page(QWidget):
         caption.setWordWrap(True)
         outer.addWidget(caption)
 
-        self.progress = QProgressBar()
+        self.progress = ProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
         self.progress.setFixedHeight(8)
