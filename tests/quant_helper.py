@@ -48,3 +48,49 @@ def quantize_copy(src: Path, dst: Path, ftype: str, allow_requantize: bool = Fal
         raise RuntimeError(f"quantize {src.name} -> {ftype} failed:\n{proc.stderr[-2000:]}")
     part.rename(dst)
     return dst
+
+
+def drop_layers(src: Path, dst: Path, drop: set[int], name: str) -> Path:
+    """Write ``dst``: ``src`` without the blocks in ``drop`` (the rest renumbered) and with
+    ``general.name`` set to ``name``: a really different model with the same tokenizer, made
+    with the gguf package as its ``gguf_new_metadata`` script copies a file."""
+    import re
+
+    import gguf
+
+    if dst.exists() and dst.stat().st_size > 0:
+        return dst
+    reader = gguf.GGUFReader(src)
+    arch = str(reader.fields["general.architecture"].contents())
+    n_layer = int(reader.fields[f"{arch}.block_count"].contents())
+    keep = [i for i in range(n_layer) if i not in drop]
+    new_index = {old: new for new, old in enumerate(keep)}
+    part = dst.with_name(dst.name + ".part")
+    writer = gguf.GGUFWriter(part, arch=arch, endianess=reader.endianess)
+    for field in reader.fields.values():
+        if field.name == "general.architecture" or field.name.startswith("GGUF."):
+            continue
+        value = field.contents()
+        if field.name == f"{arch}.block_count":
+            value = len(keep)
+        elif field.name == "general.name":
+            value = name
+        vtype = field.types[0]
+        sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, value, vtype, sub_type=sub)
+    kept = []
+    for t in reader.tensors:
+        m = re.match(r"blk\.(\d+)\.(.*)", t.name)
+        if m and int(m[1]) in drop:
+            continue
+        new = f"blk.{new_index[int(m[1])]}.{m[2]}" if m else t.name
+        writer.add_tensor_info(new, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+        kept.append(t)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for t in kept:
+        writer.write_tensor_data(t.data, tensor_endianess=reader.endianess)
+    writer.close()
+    part.replace(dst)
+    return dst

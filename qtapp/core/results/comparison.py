@@ -28,8 +28,8 @@ WITHIN_MODEL_METRICS = ("kld", "ppl")
 CROSS_MODEL_NOTE = (
     "Each line ranks one model's own quants. Mean KLD is measured against each model's own "
     "base and PPL counts each model's own tokens, so they do not say which model is better: "
-    'choose "Quality: bits per byte" (the same evaluation text for every model) to compare '
-    "models."
+    'to compare models, see "Model vs model" (task accuracy on the same tasks) or choose '
+    '"Quality: bits per byte" (the same evaluation text for every model).'
 )
 
 _UNITS = {
@@ -103,6 +103,7 @@ class CompareRow:
     ppl: float | None
     ppl_err: float | None
     bpb: float | None
+    acc: float | None  # task accuracy %, on the run's own task file
     dppl_pct: float | None
     kld_mean: float | None
     kld_p99: float | None
@@ -211,6 +212,7 @@ def build_rows(runs: Sequence[RunRecord], budgets: Sequence[Budget] = ()) -> lis
                 ppl=ppl,
                 ppl_err=_num(m, "ppl_err"),
                 bpb=_num(m, "bpb"),
+                acc=_num(m, "acc") if run.kind == "tasks" else None,
                 dppl_pct=dppl,
                 kld_mean=_num(m, "kld_mean"),
                 kld_p99=_num(m, "kld_p99"),

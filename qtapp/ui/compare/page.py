@@ -9,12 +9,14 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
+    QFrame,
     QHBoxLayout,
     QInputDialog,
     QLabel,
     QLineEdit,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -36,13 +38,15 @@ from qtapp.ui.compare.budget import RecommendationPanel, detected_budget, margin
 from qtapp.ui.compare.charts import CurvesChart, QualityChart, SpeedChart
 from qtapp.ui.compare.export import ExportButton
 from qtapp.ui.compare.table import CompareTable
+from qtapp.ui.compare.versus_panel import VersusPanel
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
 #: the "Show" filter: (title, kinds shown; empty = all)
 KIND_FILTERS: list[tuple[str, tuple[str, ...]]] = [
-    ("Quants and evaluations", ("eval", "quantize")),
+    ("Quants and evaluations", ("eval", "quantize", "tasks")),
     ("Evaluations", ("eval",)),
+    ("Task accuracy", ("tasks",)),
     ("Quantizations", ("quantize",)),
     ("Plans", ("plan",)),
     ("All runs", ()),
@@ -59,6 +63,8 @@ class Page(QWidget):
         self.store: ResultsStore | None = None
         self.runs: list[RunRecord] = []
         self.rows: list[CompareRow] = []
+        self._all_runs: list[RunRecord] = []
+        self._all_rows: list[CompareRow] = []
         self.recovery: StartupRecovery | None = None
         self._margin = margin_bytes()
         self._stale: set[int] = set()  # chart tabs to redraw when next shown
@@ -140,9 +146,20 @@ class Page(QWidget):
         self.tabs.addTab(speed_tab, "Speed vs size")
         self.tabs.addTab(curves_tab, "Curves")
         self.recommendations = RecommendationPanel()
+        self.versus = VersusPanel()
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(0, 0, 0, 0)
+        side_layout.addWidget(self.recommendations)
+        side_layout.addWidget(self.versus)
+        side_layout.addStretch(1)
+        side_scroll = QScrollArea()
+        side_scroll.setWidgetResizable(True)
+        side_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        side_scroll.setWidget(side)
         lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(self.tabs)
-        lower.addWidget(self.recommendations)
+        lower.addWidget(side_scroll)
         lower.setStretchFactor(0, 4)
         lower.setStretchFactor(1, 1)
         lower.setSizes([900, 280])
@@ -284,6 +301,7 @@ class Page(QWidget):
             if (not model or r.model_name == model) and (not kinds or r.kind in kinds)
         }
         self.runs = [r for r in all_runs if r.id in keep]
+        self._all_runs, self._all_rows = all_runs, rows  # model vs model looks at every model
         self.rows = [r for r in rows if r.run_id in keep]
         self.table.set_rows(self.rows)
         self._pick_measured_metric()
@@ -313,6 +331,7 @@ class Page(QWidget):
         budget, _note = self.budget()
         metric = self.quality_metric()
         self.recommendations.show_for(self.rows, metric, budget)
+        self.versus.show_for(self._all_runs, self._all_rows, budget)
         # only the visible chart is drawn now; the others when their tab is shown
         self._stale = {0, 1, 2}
         self._draw_tab(self.tabs.currentIndex())

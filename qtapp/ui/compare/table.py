@@ -42,6 +42,7 @@ TABLE_COLUMNS: list[tuple[str, str, str, str]] = [
     ("bpw", "BPW", "{:.2f}", "bits per weight: tensor data bits over parameters"),
     ("ppl", "PPL", "{:.3f}", "perplexity on the evaluation text (lower is better)"),
     ("bpb", "Bits/byte", "{:.4f}", "bits per byte of the evaluation text: compares tokenizers"),
+    ("acc", "Task acc %", "{:.2f}", "task accuracy (HellaSwag, Winogrande, multiple choice)"),
     ("dppl_pct", "ΔPPL %", "{:+.2f}", "PPL change against the base (F16/BF16/F32) of the model"),
     ("kld_mean", "Mean KLD", "{:.4f}", "mean KL divergence from the base model's tokens"),
     ("kld_p99", "99% KLD", "{:.3f}", "99th percentile of the per-token KL divergence"),
