@@ -11,7 +11,16 @@ from typing import Any
 
 from qtapp.core.errors import QuantLensError
 from qtapp.core.evaluate.runs import EvalRecorder
-from qtapp.core.evaluate.tasks import hellaswag_tasks, read_hellaswag
+from qtapp.core.evaluate.tasks import (
+    KIND_NAMES,
+    detect_task_kind,
+    hellaswag_tasks,
+    mc_tasks,
+    read_hellaswag,
+    read_multiple_choice,
+    read_winogrande,
+    winogrande_tasks,
+)
 from qtapp.core.jobs.events import Cancelled, Failed, Finished, Point
 from qtapp.core.jobs.job import Job, JobSpec
 
@@ -19,19 +28,26 @@ from qtapp.core.jobs.job import Job, JobSpec
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "tasks",
-        help="task accuracy (HellaSwag) of a GGUF model, as llama-perplexity scores it",
-        description="Score MODEL on a HellaSwag task file as `llama-perplexity --hellaswag "
-        "--hellaswag-tasks LIMIT` does: the same tasks in the same order, the same scoring, "
-        "with a 95%% interval. The file is the six-lines-per-task text layout llama.cpp reads "
-        "(see its tools/perplexity README for where the standard sets come from).",
+        help="task accuracy (HellaSwag, Winogrande, multiple choice) of a GGUF model, as "
+        "llama-perplexity scores it",
+        description="Score MODEL on a task file as `llama-perplexity` does (--hellaswag, "
+        "--winogrande or --multiple-choice with --*-tasks LIMIT): the same tasks in the same "
+        "order, the same scoring, with a 95%% interval. The files are the formats llama.cpp "
+        "reads: HellaSwag text (six lines per task), Winogrande CSV, multiple-choice binary "
+        "(ARC, MMLU, TruthfulQA, HellaSwag). Where the standard sets come from: llama.cpp's "
+        "tools/perplexity README, and the Hugging Face datasets "
+        "ikawrakow/winogrande-eval-for-llama.cpp and "
+        "ikawrakow/validation-datasets-for-llama.cpp.",
     )
     parser.add_argument("model", type=Path, help="the .gguf to score")
-    parser.add_argument("--tasks", type=Path, required=True, help="a HellaSwag task file")
+    parser.add_argument(
+        "--tasks", type=Path, required=True, help="a HellaSwag, Winogrande or multiple-choice file"
+    )
     parser.add_argument(
         "--kind",
-        default="hellaswag",
-        choices=("hellaswag",),
-        help="task format (HellaSwag; Winogrande and multiple choice are not supported yet)",
+        default=None,
+        choices=("hellaswag", "winogrande", "mc"),
+        help="task format (default: detected from the file's content)",
     )
     parser.add_argument("--limit", type=int, default=400, help="tasks to score (default 400)")
     parser.add_argument("--ctx", type=int, default=512, help="context per ending (default 512)")
@@ -50,13 +66,19 @@ def task_params(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit < 1:
         raise QuantLensError(f"--limit {args.limit} is out of range.", "Use 1 or more tasks.")
     check_eval_inputs(args.model, ctx=args.ctx, threads=args.threads or None)
-    tasks = read_hellaswag(args.tasks)
-    chosen = hellaswag_tasks(tasks, args.limit)
+    kind = args.kind or detect_task_kind(args.tasks)
+    chosen: list[Any]
+    if kind == "winogrande":
+        chosen = winogrande_tasks(read_winogrande(args.tasks), args.limit)
+    elif kind == "mc":
+        chosen = mc_tasks(read_multiple_choice(args.tasks), args.limit)
+    else:
+        chosen = hellaswag_tasks(read_hellaswag(args.tasks), args.limit)
     digest = hashlib.sha256(args.tasks.read_bytes()).hexdigest()[:16]
     params: dict[str, Any] = {
         "model": str(args.model),
         "tasks": str(args.tasks),
-        "kind": args.kind,
+        "kind": kind,
         "limit": len(chosen),
         "ctx": args.ctx,
         # runs on different task sets are never compared: the file's fingerprint keys them
@@ -87,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
                 if args.json:
                     line = {"task": int(ev.x), "acc": ev.y, "lo": extra.get("lo")}
                     line["hi"] = extra.get("hi")
+                    if "pick" in extra:  # the answer picked and the scores: checks per task
+                        line.update(pick=extra["pick"], scores=extra.get("scores"))
                     print(json.dumps(line), flush=True)
                 else:
                     print(
@@ -111,8 +135,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"final": True, "model": str(args.model), **final}))
     elif "acc" in r:
+        name = KIND_NAMES.get(str(r.get("kind")), "Tasks")
         print(
-            f"HellaSwag: {r['correct']} of {r['tasks_scored']} right = {r['acc']:.2f}% "
+            f"{name}: {r['correct']} of {r['tasks_scored']} right = {r['acc']:.2f}% "
             f"(95% interval {r['acc_lo']:.2f}% to {r['acc_hi']:.2f}%)"
             + (" (partial: stopped before the end)" if r.get("partial") else "")
         )

@@ -1,4 +1,5 @@
-"""Worker handler ``tasks``: HellaSwag accuracy as ``llama-perplexity --hellaswag`` computes it.
+"""Worker handler ``tasks``: task accuracy as ``llama-perplexity`` computes it (HellaSwag,
+Winogrande, multiple choice).
 
 Read from the pinned ``tools/perplexity/perplexity.cpp`` (``hellaswag_score``): the same tasks
 in the same order (:func:`qtapp.core.evaluate.tasks.hellaswag_tasks`), each tokenized as
@@ -8,22 +9,48 @@ scored from the shared prefix's last logits (a softmax summed in double), the ot
 own logits, each ending's log-probabilities averaged over its tokens, the best average the
 answer. Each scored task streams a point with the running accuracy and its 95% Wilson interval;
 a cancel keeps the tasks scored so far.
+
+Winogrande (``winogrande_score``) and multiple choice (``multiple_choice_score``) pack several
+tasks into one decode, as many as fit the context and the 4 sequences (Winogrande: 2 tasks of 2
+sequences, multiple choice: 4 answers' worth), memory cleared before each decode: the packing is
+reproduced because the logits can depend on the batch's composition. Winogrande scores each
+choice by the mean log-probability of the tokens after it (when both choices leave more than 3
+tokens after the shared prefix) or of its own tokens and the rest, in float; multiple choice
+by the mean log-probability of each answer's tokens, in float, the largest mean (first on ties)
+the answer.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from qtapp.core.errors import QuantLensError
-from qtapp.core.evaluate.tasks import HsTask, hellaswag_tasks, read_hellaswag, wilson
+from qtapp.core.evaluate.tasks import (
+    HsTask,
+    McTask,
+    WgTask,
+    detect_task_kind,
+    hellaswag_tasks,
+    mc_tasks,
+    read_hellaswag,
+    read_multiple_choice,
+    read_winogrande,
+    wilson,
+    winogrande_tasks,
+)
 from qtapp.core.jobs.engine.llama_session import Aborted, AbortFlag, LlamaSession
 from qtapp.core.jobs.events import Cancelled, Point, Progress
 
 N_PARALLEL = 4  # llama-perplexity: n_parallel = max(4, n_parallel) for task scoring
+K_MIN_TRAILING_CTX = 3  # winogrande_score: score only the tokens after the choice if both
+# choices leave more than this many tokens after the shared prefix
 
 
 _BLOCK = 32  # rows of logits per vectorized log-softmax (32 x 262k floats: 32 MiB)
@@ -31,14 +58,17 @@ _BLOCK = 32  # rows of logits per vectorized log-softmax (32 x 262k floats: 32 M
 
 def _logprobs(rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """``compute_logprobs``, row by row in float: each target's logit minus the row's maximum
-    minus the log of the sum of the exponentials."""
+    minus the log of the sum of the exponentials. The sum runs left to right in float as the C
+    loop does (``cumsum``; a pairwise sum is more exact and shifts scores by ~3e-4), each
+    ``expf`` and ``logf`` as the float nearest the exact value (computed in double)."""
     out = np.empty(len(targets), dtype=np.float32)
     for a in range(0, len(targets), _BLOCK):
         block = rows[a : a + _BLOCK]
         m = block.max(axis=1)
-        s = np.exp(block - m[:, None], dtype=np.float32).sum(axis=1, dtype=np.float32)
+        e = np.exp((block - m[:, None]).astype(np.float64)).astype(np.float32)
+        s = np.cumsum(e, axis=1, dtype=np.float32)[:, -1]
         picked = block[np.arange(len(block)), targets[a : a + _BLOCK]]
-        out[a : a + _BLOCK] = (picked - m) - np.log(s)
+        out[a : a + _BLOCK] = (picked - m) - np.log(s.astype(np.float64)).astype(np.float32)
     return out
 
 
@@ -119,14 +149,264 @@ def _decode(
     return np.concatenate(parts)
 
 
+# -- Winogrande and multiple choice: several tasks per decode ----------------------------------
+_SIZE_T = 1 << 64
+
+
+def _tokenize(sess: LlamaSession, data: bytes) -> list[int]:
+    """``common_tokenize(ctx, text, true)`` of bytes (the bytes llama.cpp split and joined)."""
+    L = sess.L
+    n_max = len(data) + 16
+    buf = (L.llama_token * n_max)()
+    n = int(L.llama_tokenize(sess.vocab, data, len(data), buf, n_max, True, False))
+    if n < 0:
+        buf = (L.llama_token * -n)()
+        n = int(L.llama_tokenize(sess.vocab, data, len(data), buf, -n, True, False))
+    return list(buf[:n])
+
+
+@dataclass
+class _Prepared:
+    """One task tokenized: its sequences, the tokens they share, what the packing needs."""
+
+    number: int  # 1-based place in scoring order, for messages
+    seqs: list[list[int]]
+    prefix: int
+    required: int
+    n_base: tuple[int, ...] = ()  # Winogrande: tokens of first + choice, per choice
+    i_logits: int = 0  # the task's first logits row in its batch
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    n = 0
+    for k in range(min(len(s) for s in seqs)):
+        if any(s[k] != seqs[0][k] for s in seqs):
+            break
+        n += 1
+    return n
+
+
+def _prepare(number: int, seqs: list[list[int]], n_ctx: int) -> _Prepared:
+    prefix = _common_prefix(seqs)
+    required = prefix + sum(len(s) - prefix for s in seqs)
+    if required > n_ctx:
+        raise QuantLensError(
+            f"Task {number} needs {required} tokens, more than the context "
+            f"({n_ctx // N_PARALLEL} per sequence, {n_ctx} in all).",
+            f"Use a larger --ctx (at least {-(-required // N_PARALLEL)}).",
+        )
+    return _Prepared(number, seqs, prefix, required)
+
+
+def _packed(
+    sess: LlamaSession, prepared: list[_Prepared], last_outputs: bool
+) -> Iterator[tuple[list[_Prepared], np.ndarray]]:
+    """The batches ``winogrande_score`` / ``multiple_choice_score`` decode: tasks added while
+    ``n_cur + required_tokens <= n_ctx`` and their sequences fit the 4, each task's shared
+    prefix once for all its sequences (logits only for its last token), then each sequence's
+    own tokens (logits for all of them, or all but the last when ``last_outputs`` is False).
+    Yields each batch's tasks (``i_logits`` set) and its logits rows."""
+    i0 = 0
+    while i0 < len(prepared):
+        tokens: list[int] = []
+        pos: list[int] = []
+        owners: list[tuple[int, ...]] = []
+        outputs: list[bool] = []
+        n_cur = s0 = i_logits = 0
+        i1 = i0
+        while n_cur + prepared[i1].required <= sess.n_ctx:
+            task = prepared[i1]
+            if s0 + len(task.seqs) > N_PARALLEL:
+                break
+            for i in range(task.prefix):
+                tokens.append(task.seqs[0][i])
+                pos.append(i)
+                owners.append(tuple(range(s0, s0 + len(task.seqs))))
+                outputs.append(False)
+            if not outputs:  # no shared token, first in the batch: llama.cpp's index is -1
+                raise QuantLensError(
+                    f"Task {task.number}'s sequences share no token (not even BOS).",
+                    "llama-perplexity cannot score such a task either; use a model that adds "
+                    "a BOS token.",
+                )
+            outputs[-1] = True  # batch.set_output(batch.size() - 1, true)
+            n_logits = 1
+            for s, seq in enumerate(task.seqs):
+                for i in range(task.prefix, len(seq)):
+                    out = last_outputs or i < len(seq) - 1
+                    tokens.append(seq[i])
+                    pos.append(i)
+                    owners.append((s0 + s,))
+                    outputs.append(out)
+                    n_logits += out
+            s0 += len(task.seqs)
+            task.i_logits = i_logits
+            i_logits += n_logits
+            n_cur += task.required
+            i1 += 1
+            if i1 == len(prepared):
+                break
+        if i1 == i0:  # cannot happen: _prepare and the answer count were checked
+            raise QuantLensError(f"Task {prepared[i0].number} does not fit.", "Use a larger --ctx.")
+        yield prepared[i0:i1], _decode(sess, tokens, pos, owners, outputs)
+        i0 = i1
+
+
+def _pair_logprobs(rows: np.ndarray, pairs: list[tuple[int, int]], number: int) -> np.ndarray:
+    """``compute_logprobs`` of (row, token) pairs of one batch."""
+    if not pairs:
+        return np.empty(0, dtype=np.float32)
+    idx = np.array([r for r, _ in pairs], dtype=np.int64)
+    if idx.min() < 0 or idx.max() >= len(rows):
+        raise QuantLensError(
+            f"Task {number}: llama.cpp's logits index points outside the batch here.",
+            "Its tokenization of the choices is unusual; llama-perplexity reads stray memory.",
+        )
+    return _logprobs(rows[idx], np.array([t for _, t in pairs], dtype=np.int64))
+
+
+def _wg_spans(task: _Prepared) -> list[tuple[int, int, int]]:
+    """Per choice: (first logits row in the task, first token j, end of j) of the tokens
+    ``winogrande_score`` scores, with its size_t arithmetic."""
+    l0, l1 = len(task.seqs[0]), len(task.seqs[1])
+    cp = task.prefix
+    skip_choice = l0 - cp > K_MIN_TRAILING_CTX and l1 - cp > K_MIN_TRAILING_CTX
+    spans = []
+    for s, length in enumerate((l0, l1)):
+        n_base = task.n_base[s] if skip_choice else cp
+        last = 1 if (length - n_base) % _SIZE_T > 1 else 0
+        # FIXME in llama.cpp, reproduced: without skip_choice (n_base2 == common_prefix) the
+        # first token of the 2nd choice is scored from the last logits of the 1st choice's
+        # sequence, not from the shared prefix's
+        li = n_base - cp if s == 0 else l0 - cp + n_base - cp
+        spans.append((li, (n_base - 1) % _SIZE_T, (length - 1 - last) % _SIZE_T))
+    return spans
+
+
+def _wg_count(length: int, n_base: int) -> np.float32:
+    """The divisor ``seq_tokens.size() - n_base - last`` as a size_t made float."""
+    last = 1 if (length - n_base) % _SIZE_T > 1 else 0
+    return np.float32((length - n_base - last) % _SIZE_T)
+
+
+def score_winogrande(
+    sess: LlamaSession, chosen: list[WgTask]
+) -> Iterator[tuple[bool, int, list[float]]]:
+    """(right, choice picked (1 or 2), the two scores) per task, in order, as
+    ``winogrande_score`` computes them."""
+    prepared = []
+    for k, task in enumerate(chosen):
+        seqs = [_tokenize(sess, task.first + c + task.second) for c in task.choices]
+        p = _prepare(k + 1, seqs, sess.n_ctx)
+        p.n_base = tuple(len(_tokenize(sess, task.first + c)) for c in task.choices)
+        prepared.append(p)
+    for batch, rows in _packed(sess, prepared, last_outputs=True):
+        pairs: list[tuple[int, int]] = []
+        for p in batch:
+            for s, (li, j0, j1) in enumerate(_wg_spans(p)):
+                for j in range(j0, j1):
+                    pairs.append((p.i_logits + li, p.seqs[s][j + 1]))
+                    li += 1
+        results = _pair_logprobs(rows, pairs, batch[0].number)
+        ir = 0
+        for p in batch:
+            scores = []
+            skip_choice = all(len(q) - p.prefix > K_MIN_TRAILING_CTX for q in p.seqs)
+            for s, (_li, j0, j1) in enumerate(_wg_spans(p)):
+                score = np.float32(0)
+                for _ in range(j0, j1):
+                    score = np.float32(score + results[ir])  # summed in float
+                    ir += 1
+                n_base = p.n_base[s] if skip_choice else p.prefix
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    score = np.float32(score / _wg_count(len(p.seqs[s]), n_base))
+                scores.append(float(score))
+            pick = 1 if scores[0] > scores[1] else 2
+            yield pick == chosen[p.number - 1].answer, pick, scores
+
+
+def _softmax_log(row: np.ndarray, token: int) -> np.float32:
+    """``std::log(softmax(logits)[token])``: exponentials in float summed in double, the
+    probability divided in double and stored as float, its log in float."""
+    e = np.exp(row - row.max(), dtype=np.float32)
+    total = float(e.sum(dtype=np.float64))
+    prob = np.float32(float(e[token]) / total)
+    return np.float32(math.log(float(prob))) if prob > 0 else np.float32(-np.inf)
+
+
+def score_mc(sess: LlamaSession, chosen: list[McTask]) -> Iterator[tuple[bool, int, list[float]]]:
+    """(right, answer picked (0-based), the answers' mean log-probabilities) per task, in
+    order, as ``multiple_choice_score`` computes them."""
+    prepared = []
+    for k, task in enumerate(chosen):
+        if len(task.answers) > N_PARALLEL:
+            raise QuantLensError(
+                f"Task {k + 1} (file task {task.index + 1}) has {len(task.answers)} answers; "
+                f"llama-perplexity scores at most {N_PARALLEL} at once.",
+                f"llama.cpp needs a higher -np (at least {len(task.answers)}) for it; "
+                f"QuantLens scores up to {N_PARALLEL} answers per task.",
+            )
+        seqs = [_tokenize(sess, task.question + b" " + a) for a in task.answers]
+        p = _prepare(k + 1, seqs, sess.n_ctx)
+        if any(len(q) == p.prefix for q in seqs):
+            raise QuantLensError(
+                f"Task {k + 1} (file task {task.index + 1}): an answer adds no token after "
+                "the tokens all answers share.",
+                "llama-perplexity reads past that answer's tokens; make the answers differ.",
+            )
+        prepared.append(p)
+    for batch, rows in _packed(sess, prepared, last_outputs=False):
+        pairs: list[tuple[int, int]] = []
+        for p in batch:
+            li = 1  # row 0 of the task: the shared prefix's last logits, scored by softmax
+            for seq in p.seqs:
+                for j in range(p.prefix, len(seq) - 1):
+                    pairs.append((p.i_logits + li, seq[j + 1]))
+                    li += 1
+        results = _pair_logprobs(rows, pairs, batch[0].number)
+        ir = 0
+        for p in batch:
+            if not 0 <= p.i_logits < len(rows):
+                raise QuantLensError(f"Task {p.number}: logits row out of range.", "")
+            row = rows[p.i_logits]
+            scores = []
+            for seq in p.seqs:
+                log_prob = _softmax_log(row, seq[p.prefix])
+                count = 1
+                for _ in range(p.prefix, len(seq) - 1):
+                    count += 1
+                    log_prob = np.float32(log_prob + results[ir])  # summed in float
+                    ir += 1
+                scores.append(np.float32(log_prob / np.float32(count)))
+            best = 0
+            for s in range(1, len(scores)):
+                if scores[s] > scores[best]:
+                    best = s
+            task = chosen[p.number - 1]
+            yield task.labels[best] == 1, best, [float(v) for v in scores]
+
+
 def tasks(params: dict[str, Any], emit: Any) -> dict[str, Any]:
-    """params: model, tasks (a HellaSwag text file), limit (400), ctx (512), threads,
-    n_gpu_layers. Streams ``hellaswag`` points (x: tasks scored, y: accuracy %)."""
+    """params: model, tasks (a task file), kind ("hellaswag" (default), "winogrande", "mc" or
+    "auto"), limit (400), ctx (512), threads, n_gpu_layers. Streams points named by the kind
+    (x: tasks scored, y: accuracy %)."""
     abort = AbortFlag()
     abort.install()
-    chosen = hellaswag_tasks(read_hellaswag(params["tasks"]), int(params.get("limit", 400)))
+    kind = str(params.get("kind") or "hellaswag")
+    if kind == "auto":
+        kind = detect_task_kind(params["tasks"])
+    limit = int(params.get("limit", 400))
+    chosen: list[Any]
+    if kind == "hellaswag":
+        chosen = hellaswag_tasks(read_hellaswag(params["tasks"]), limit)
+    elif kind == "winogrande":
+        chosen = winogrande_tasks(read_winogrande(params["tasks"]), limit)
+    elif kind == "mc":
+        chosen = mc_tasks(read_multiple_choice(params["tasks"]), limit)
+    else:
+        raise QuantLensError(f"Unknown task kind {kind!r}.", "Use hellaswag, winogrande or mc.")
     ctx = int(params.get("ctx", 512))
-    result: dict[str, Any] = {"model": str(params["model"]), "kind": "hellaswag", "ctx": ctx}
+    result: dict[str, Any] = {"model": str(params["model"]), "kind": kind, "ctx": ctx}
     answers: list[str] = []
     try:
         with LlamaSession(
@@ -140,10 +420,16 @@ def tasks(params: dict[str, Any], emit: Any) -> dict[str, Any]:
             kv_unified=True,
         ) as sess:
             t0 = time.monotonic()
-            for i, task in enumerate(chosen):
-                best, _scores = score_task(sess, task)
-                answers.append("1" if best == task.gold else "0")
-                _emit_point(emit, answers, i, len(chosen), t0)
+            if kind == "hellaswag":
+                for i, task in enumerate(chosen):
+                    best, scores = score_task(sess, task)
+                    answers.append("1" if best == task.gold else "0")
+                    _emit_point(emit, kind, answers, i, len(chosen), t0, best, scores)
+            else:
+                scorer = score_winogrande if kind == "winogrande" else score_mc
+                for i, (right, pick, scores) in enumerate(scorer(sess, chosen)):
+                    answers.append("1" if right else "0")
+                    _emit_point(emit, kind, answers, i, len(chosen), t0, pick, scores)
         result.update(_summary(answers), seconds=time.monotonic() - t0)
         return result
     except Aborted:
@@ -153,15 +439,32 @@ def tasks(params: dict[str, Any], emit: Any) -> dict[str, Any]:
         raise SystemExit(0) from None
 
 
-def _emit_point(emit: Any, answers: list[str], i: int, n: int, t0: float) -> None:
+def _emit_point(
+    emit: Any,
+    kind: str,
+    answers: list[str],
+    i: int,
+    n: int,
+    t0: float,
+    pick: int,
+    scores: list[float],
+) -> None:
+    """The task's point (series named by the kind; extra: the interval, right or not, the
+    answer picked, the scores) and the progress with its ETA."""
     correct = answers.count("1")
     lo, hi = wilson(correct, i + 1)
     emit(
         Point(
-            "hellaswag",
+            kind,
             x=i + 1,
             y=100.0 * correct / (i + 1),
-            extra={"lo": 100 * lo, "hi": 100 * hi, "correct": answers[-1] == "1"},
+            extra={
+                "lo": 100 * lo,
+                "hi": 100 * hi,
+                "correct": answers[-1] == "1",
+                "pick": pick,
+                "scores": scores,
+            },
         )
     )
     eta = (time.monotonic() - t0) / (i + 1) * (n - i - 1)
