@@ -8,6 +8,7 @@ import shutil
 import struct
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -354,3 +355,21 @@ def test_cli_detects_the_kind_and_names_it(
     with ResultsStore.open() as store:
         (run,) = store.list_runs(kind="tasks")
     assert run.settings["kind"] == "winogrande" and run.settings["tasks_sha256"]
+
+
+def test_the_evaluate_page_shows_the_detected_format(qtbot: Any, tmp_path: Path) -> None:
+    pytest.importorskip("PySide6")
+    from qtapp.ui.evaluate.controls import EvalControls
+
+    controls = EvalControls()
+    qtbot.addWidget(controls)
+    assert "*.csv" in controls.task_file.file_filter and "*.bin" in controls.task_file.file_filter
+    controls.task_file.set_text(str(_mc_file(tmp_path / "mc.bin", [_mc_task(0)])))
+    assert controls.task_kind == "mc" and controls.task_kind_label.text() == "Multiple choice"
+    controls.task_file.set_text(str(_wg_file(tmp_path / "wg.csv", WG_ROWS)))
+    assert controls.task_kind == "winogrande"
+    (tmp_path / "x.txt").write_text("x\n")
+    controls.task_file.set_text(str(tmp_path / "x.txt"))
+    assert controls.task_kind is None and controls.task_kind_label.text() == "unknown format"
+    controls.task_file.set_text("")
+    assert controls.task_kind_label.text() == ""

@@ -108,20 +108,34 @@ class EvalControls(QWidget):
         self.task_file = PathField(
             "none: no task accuracy",
             False,
-            "HellaSwag task file",
-            "HellaSwag text (*.txt);;All files (*)",
+            "Task file (HellaSwag, Winogrande or multiple choice)",
+            "Task files (*.txt *.csv *.bin);;HellaSwag text (*.txt);;Winogrande CSV (*.csv);;"
+            "Multiple choice (*.bin);;All files (*)",
             clearable=True,
         )
         self.task_file.setToolTip(
-            "A HellaSwag file in llama.cpp's six-lines-per-task layout (llama.cpp's "
-            "tools/perplexity README says where the standard set comes from). Each model is "
-            "scored as llama-perplexity --hellaswag scores it."
+            "A task file as llama.cpp's llama-perplexity reads it: HellaSwag text (six lines "
+            "per task), Winogrande CSV or multiple-choice binary, told apart by content "
+            "(llama.cpp's tools/perplexity README says where the standard sets come from). "
+            "Each model is scored as llama-perplexity scores it."
         )
-        form.addRow("Tasks", self.task_file)
+        #: the detected format ("hellaswag", "winogrande", "mc"), None if none or unknown
+        self.task_kind: str | None = None
+        self.task_kind_label = QLabel("")
+        self.task_file.changed.connect(self._detect_task_kind)
+        tasks_row = QWidget()
+        tasks_lay = QHBoxLayout(tasks_row)
+        tasks_lay.setContentsMargins(0, 0, 0, 0)
+        tasks_lay.addWidget(self.task_file, 1)
+        tasks_lay.addWidget(self.task_kind_label)
+        form.addRow("Tasks", tasks_row)
         self.task_limit = QSpinBox()
         self.task_limit.setRange(1, 100000)
         self.task_limit.setValue(400)
-        self.task_limit.setToolTip("Tasks drawn and scored, as --hellaswag-tasks (default 400)")
+        self.task_limit.setToolTip(
+            "Tasks drawn and scored, as --hellaswag-tasks, --winogrande-tasks or "
+            "--multiple-choice-tasks (default 400)"
+        )
         form.addRow("Tasks to score", self.task_limit)
         self.threads = QSpinBox()
         self.threads.setRange(0, 512)
@@ -181,6 +195,24 @@ class EvalControls(QWidget):
     def add_model(self, path: Path) -> None:
         if str(path) not in {str(p) for p in self.model_paths()}:
             self._add_item(Path(path))
+
+    def _detect_task_kind(self, path: str) -> None:
+        """Show the task file's format next to it (read from its content)."""
+        from qtapp.core.errors import QuantLensError
+        from qtapp.core.evaluate.tasks import KIND_NAMES, detect_task_kind
+
+        self.task_kind = None
+        self.task_kind_label.setToolTip("")
+        if not path:
+            self.task_kind_label.setText("")
+            return
+        try:
+            self.task_kind = detect_task_kind(path)
+        except QuantLensError as exc:
+            self.task_kind_label.setText("unknown format")
+            self.task_kind_label.setToolTip(f"{exc.message} {exc.hint}")
+            return
+        self.task_kind_label.setText(KIND_NAMES[self.task_kind])
 
     def _add_models(self) -> None:
         if os.environ.get("QUANTLENS_NO_DIALOGS"):

@@ -38,6 +38,8 @@ from qtapp.ui.evaluate.memory_panel import MemoryPanel
 
 log = logging.getLogger(__name__)
 
+TASK_SERIES = ("hellaswag", "winogrande", "mc")  # the tasks job names its points by the kind
+
 COLUMNS = [
     "Model", "State", "PPL", "Bits/byte", "KLD mean", "KLD 99%", "Same top", "pp512 t/s",
     "tg128 t/s",
@@ -119,7 +121,7 @@ class Page(QWidget):
             legend=False,
         )
         self.acc_plot = LivePlot(
-            "HellaSwag accuracy (95% band)",
+            "Task accuracy (95% band)",
             "tasks scored",
             "% right",
             band=True,
@@ -330,6 +332,7 @@ class Page(QWidget):
             "tasks": c.task_file.text(),
             "limit": c.task_limit.value(),
             "ctx": c.ctx.value(),
+            "kind": c.task_kind or "auto",  # as detected; the worker detects it otherwise
         }
         if c.threads.value():
             params["threads"] = c.threads.value()
@@ -341,7 +344,7 @@ class Page(QWidget):
 
         def on_event(ev: Event) -> None:
             recorder.add(ev)
-            if isinstance(ev, Point) and ev.series == "hellaswag":
+            if isinstance(ev, Point) and ev.series in TASK_SERIES:
                 extra = ev.extra or {}
                 band = (float(extra.get("lo", ev.y)), float(extra.get("hi", ev.y)))
                 self.acc_plot.append(key, ev.x, ev.y, band=band)
