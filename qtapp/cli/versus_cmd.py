@@ -168,6 +168,36 @@ def _fit(path: Path, gpus_spec: str | None, plan_ctx: int) -> dict[str, Any]:
     }
 
 
+def _store_verdict(
+    args: argparse.Namespace,
+    scores: list[TaskScore],
+    entries: list[dict[str, Any]],
+    pairs: list[dict[str, Any]],
+    budget: str | None,
+) -> None:
+    """Keep the verdict in the results store (kind "versus"), next to the scores it used."""
+    from qtapp.core.results.store import ResultsStore
+
+    try:
+        with ResultsStore.open() as store:
+            run_id = store.begin_run(
+                "versus",
+                scores[0].path,
+                " vs ".join(f"{s.model} {s.label}" for s in scores),
+                settings={
+                    "models": [s.path for s in scores],
+                    "tasks": str(args.tasks),
+                    "tasks_sha256": scores[0].tasks_sha256,
+                    "kind": scores[0].kind,
+                    "budget": budget,
+                    "plan_ctx": args.plan_ctx,
+                },
+            )
+            store.finish_run(run_id, "finished", {"models": entries, "pairs": pairs})
+    except Exception as exc:  # noqa: BLE001 - the verdict is printed even without a store
+        print(f"warning: the verdict was not stored: {exc}", file=sys.stderr)
+
+
 FIT_WORDS = {"fits": "fits", "no": "does not fit"}
 
 
@@ -197,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
         d = paired_diff(a.answers, b.answers)
         pairs.append({"a": i, "b": j, **d.to_dict(), "verdict": verdict(a, b, d)})
     n_common = min(s.n for s in scores)
+    _store_verdict(args, scores, entries, pairs, budget)
     if args.json:
         print(json.dumps({"tasks": task_set_name(scores[0], n_common), "models": entries,
                           "pairs": pairs}))  # fmt: skip

@@ -101,6 +101,9 @@ def test_versus_cli_scores_reuses_and_states_a_verdict(
     again = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert [m["reused"] for m in again["models"]] == [True, True]
     assert again["pairs"][0]["verdict"] == pair["verdict"]
+    with ResultsStore.open() as store:
+        stored = store.list_runs(kind="versus")
+    assert len(stored) == 2 and stored[0].metrics["pairs"][0]["verdict"] == pair["verdict"]
     assert main(["versus", str(tiny_model), "--tasks", str(tasks)]) == 1
     assert "two or more" in capsys.readouterr().err
 

@@ -37,7 +37,7 @@ from qtapp.core.gguf.fingerprint import display_name, model_info
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
-KINDS = ("plan", "quantize", "eval", "tasks")
+KINDS = ("plan", "quantize", "eval", "tasks", "versus")
 STATES = ("running", "finished", "partial", "failed", "interrupted", "cancelled")
 END_STATES = ("finished", "partial", "failed", "cancelled", "interrupted")
 
