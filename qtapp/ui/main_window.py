@@ -47,6 +47,8 @@ PAGES: list[tuple[str, str]] = [
 ]
 
 log = logging.getLogger(__name__)
+#: files the window takes when dropped: models, and task files for the Evaluate page
+DROPPABLE = (".gguf", ".txt", ".csv", ".bin")
 
 
 class MainWindow(QMainWindow):
@@ -136,10 +138,10 @@ class MainWindow(QMainWindow):
         if callable(starter):
             starter()
 
-    # -- drag and drop a GGUF anywhere onto the window -----------------------------------------
+    # -- drag and drop a GGUF or a task file anywhere onto the window ---------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
         urls = event.mimeData().urls()
-        if urls and any(u.toLocalFile().lower().endswith(".gguf") for u in urls):
+        if urls and any(u.toLocalFile().lower().endswith(DROPPABLE) for u in urls):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
@@ -149,6 +151,28 @@ class MainWindow(QMainWindow):
                 self.open_model(path)
                 event.acceptProposedAction()
                 return
+            if path.lower().endswith(DROPPABLE) and self.open_task_file(path):
+                event.acceptProposedAction()
+                return
+
+    def open_task_file(self, path: str | Path) -> bool:
+        """A HellaSwag, Winogrande or multiple-choice file: the Evaluate page's task file."""
+        from qtapp.core.errors import QuantLensError
+        from qtapp.core.evaluate.tasks import KIND_NAMES, detect_task_kind
+
+        try:
+            kind = detect_task_kind(path)
+        except QuantLensError as exc:
+            self.ctx.status.emit(f"{Path(path).name} is not a task file: {exc.message}")
+            return False
+        controls = getattr(self.pages.get("evaluate"), "controls", None)
+        field = getattr(controls, "task_file", None)
+        if field is None:
+            return False
+        field.set_text(str(path))
+        self.show_page("evaluate")
+        self.ctx.status.emit(f"Task file: {Path(path).name} ({KIND_NAMES[kind]})")
+        return True
 
     # -- geometry and shutdown ---------------------------------------------------------------
     def _restore_geometry(self) -> None:

@@ -89,3 +89,34 @@ def test_tables_explain_quant_types_and_metrics_in_plain_words(qtbot) -> None:
     picker = window.pages["quantize"].picker
     assert explain_quant("Q4_K_M") in picker._items["Q4_K_M"].toolTip(0)
     window.close()
+
+
+def _drop(window: MainWindow, path: object) -> bool:
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )  # fmt: skip
+    window.dropEvent(event)
+    return event.isAccepted()
+
+
+def test_a_dropped_task_file_becomes_the_evaluate_pages_task_file(qtbot, tmp_path) -> None:
+    from tests.core.test_tasks import _write_tasks
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    tasks = _write_tasks(tmp_path / "hs.txt", 3)
+    assert _drop(window, tasks)
+    controls = window.pages["evaluate"].controls
+    assert controls.task_file.text() == str(tasks) and controls.task_kind == "hellaswag"
+    assert window.current_page_key() == "evaluate"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a task file\n")
+    assert not _drop(window, notes)  # refused with a status line, the task file unchanged
+    assert controls.task_file.text() == str(tasks)
+    window.close()

@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from qtapp.core.evaluate.tasks import KIND_NAMES
 from qtapp.core.results.store import RunRecord
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "verdict",
 ]
 
-KIND_NAMES = {"hellaswag": "HellaSwag", "winogrande": "Winogrande", "mc": "multiple choice"}
 
 
 @dataclass(frozen=True)
