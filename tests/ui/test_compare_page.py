@@ -216,3 +216,32 @@ def test_models_compare_by_bits_per_byte_and_kld_ranks_within_a_model(page: Page
         assert "do not say which model is better" in page.recommendations.text()
     bpb = {r.label: r.quality("bpb") for r in page.rows if r.model == "Gemma 3 1b"}
     assert bpb["Q2_K"] > bpb["Q8_0"] > 0
+
+
+def _task_run(store: ResultsStore, model: str, quant: str, gb: float, right: int) -> int:
+    run_id = store.begin_run(
+        "tasks", f"/models/{model}-{quant}.gguf", quant, model_name=model,
+        settings={"tasks_sha256": "5eed", "kind": "hellaswag", "tasks": "/t/hs.txt", "limit": 100},
+    )  # fmt: skip
+    answers = "1" * right + "0" * (100 - right)
+    store.finish_run(run_id, "finished", {"answers": answers, "acc": right, "bytes": gb * 1e9})
+    return run_id
+
+
+def test_model_vs_model_panel_uses_task_accuracy_at_the_budget(page: Page) -> None:
+    with ResultsStore.open() as store:
+        _task_run(store, "Gemma 3 270m", "F16", 0.54, 70)
+        _task_run(store, "Gemma 3 270m", "Q4_K_M", 0.25, 60)
+        _task_run(store, "Gemma 3 1b", "Q4_K_M", 0.81, 80)
+    page.refresh()
+    v = page.versus.result
+    assert v is not None and [(s.model, s.label) for s in v.best] == [
+        ("Gemma 3 1b", "Q4_K_M"), ("Gemma 3 270m", "F16")
+    ]  # fmt: skip
+    assert "Gemma 3 1b at Q4_K_M beats Gemma 3 270m at F16 by 10.0 points" in page.versus.text()
+    page.budget_edit.setText("1.5GiB")  # 0.5 GiB usable: only the 270m's Q4_K_M fits
+    page.budget_edit.editingFinished.emit()
+    v = page.versus.result
+    assert v is not None and [(s.model, s.label) for s in v.best] == [("Gemma 3 270m", "Q4_K_M")]
+    assert v.nothing_fits == ["Gemma 3 1b"] and not v.pairs
+    assert "no scored quant fits" in page.versus.text()

@@ -40,8 +40,8 @@ def margin_bytes() -> int:
         return GIB
 
 
-class RecommendationPanel(QLabel):
-    """For each model, the best quality among its runs that fit the budget (model vs model)."""
+class InfoPanel(QLabel):
+    """A boxed, selectable rich-text panel beside the Compare page's charts."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -53,6 +53,10 @@ class RecommendationPanel(QLabel):
         self.setStyleSheet(
             "QLabel{background:#f6f7f9;border:1px solid #dde;border-radius:4px;padding:8px}"
         )
+
+
+class RecommendationPanel(InfoPanel):
+    """For each model, the best quality among its own runs that fit the budget."""
 
     def show_for(self, rows: Sequence[CompareRow], metric: str, budget: Budget | None) -> None:
         if budget is None:

@@ -5,28 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QWidget
 
 from qtapp.core.results.comparison import GIB, Budget, CompareRow
 from qtapp.core.results.store import RunRecord
 from qtapp.core.results.versus import ModelsVerdict, models_verdict, task_scores
+from qtapp.ui.compare.budget import InfoPanel
 from qtapp.ui.compare.charts import model_colours
 
 
-class VersusPanel(QLabel):
+class VersusPanel(InfoPanel):
     """Per model the most accurate quant that fits, its 95% interval, and a verdict per pair."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWordWrap(True)
-        self.setTextFormat(Qt.TextFormat.RichText)
-        self.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.setMinimumWidth(230)
-        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.setStyleSheet(
-            "QLabel{background:#f6f7f9;border:1px solid #dde;border-radius:4px;padding:8px}"
-        )
         self.result: ModelsVerdict | None = None
 
     def show_for(
