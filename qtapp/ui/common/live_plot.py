@@ -19,9 +19,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
+from qtapp.ui.common.axes import chart_axes
 from qtapp.ui.common.live_plot_parts import (
     Band,
-    IntegerAxis,
     light_grid,
     redraw_queue,
     remove_from_queue,
@@ -79,8 +79,7 @@ class LivePlot(QWidget):
         self._symbols = symbols
         self._runs: dict[str, _Run] = {}
         self._settle = False  # fit the view tightly at the next redraw
-        axes = {"bottom": IntegerAxis("bottom")} if integer_x else None
-        self.plot = pg.PlotWidget(background=None, axisItems=axes)
+        self.plot = pg.PlotWidget(background=None, axisItems=chart_axes(integer_x))
         self.plot.setMinimumHeight(150)
         item = self.plot.getPlotItem()
         item.setTitle(title, size="10pt")

@@ -1,32 +1,15 @@
-"""Parts of :mod:`qtapp.ui.common.live_plot`: the integer axis, the uncertainty band and the shared
+"""Parts of :mod:`qtapp.ui.common.live_plot`: the uncertainty band and the shared
 redraw timer that repaints one chart per event-loop turn."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pyqtgraph as pg
 import shiboken6
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QApplication
-
-
-class IntegerAxis(pg.AxisItem):
-    """An axis that only labels whole numbers (chunks, repetitions)."""
-
-    def tickValues(self, minVal, maxVal, size):  # noqa: N802, ANN001, ANN201 - pyqtgraph API
-        levels = super().tickValues(minVal, maxVal, size)
-        out = []
-        for spacing, values in levels:
-            if spacing < 1:
-                continue
-            out.append((spacing, [v for v in values if float(v).is_integer()]))
-        if not out:
-            lo, hi = int(np.ceil(minVal)), int(np.floor(maxVal))
-            out = [(1.0, list(range(lo, hi + 1)))]
-        return out
 
 
 class Band(pg.FillBetweenItem):

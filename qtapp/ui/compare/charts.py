@@ -18,6 +18,8 @@ from PySide6.QtWidgets import QWidget
 from qtapp.core.results.comparison import QUALITY_METRICS, CompareRow, frontier
 from qtapp.core.results.store import Curve
 from qtapp.core.results.svgchart import PALETTE
+from qtapp.ui.common.axes import chart_axes
+from qtapp.ui.common.live_plot_parts import light_grid
 
 SERIES_TITLES = {
     "ppl": ("running PPL", "tokens"),
@@ -74,10 +76,9 @@ class _Chart(pg.PlotWidget):
     point_clicked = Signal(int)  # run id
 
     def __init__(self, title: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent, background="w")
+        super().__init__(parent, background="w", axisItems=chart_axes())
         self.setObjectName(title)
         self.plotItem.setTitle(title, color="#222", size="11pt")
-        self.showGrid(x=True, y=True, alpha=0.25)
         self.setMinimumHeight(240)
         self.legend = self.addLegend(
             offset=(-10, 10),
@@ -90,12 +91,14 @@ class _Chart(pg.PlotWidget):
             axis.setTextPen("#333")
             axis.setPen("#888")
             axis.enableAutoSIPrefix(False)
+        self.grid = light_grid(self.plotItem, 0.3)
         self._empty = pg.TextItem("", color="#777", anchor=(0.5, 0.5))
         self._empty.setFont(_font(11))
         self._items: list[pg.GraphicsObject] = []
 
     def _clear(self) -> None:
         self.plotItem.clear()
+        self.plotItem.addItem(self.grid, ignoreBounds=True)  # clear() took it too
         self.legend.clear()
         self._items = []
 

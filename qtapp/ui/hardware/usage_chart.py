@@ -15,6 +15,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from qtapp.core.hardware.probe import GIB, HardwareReport
+from qtapp.ui.common.axes import chart_axes
 from qtapp.ui.common.live_plot_parts import light_grid
 
 PALETTE = ["#2f7de1", "#e8590c", "#2b8a3e", "#9c36b5", "#c92a2a", "#0b7285", "#e67700", "#5c940d"]
@@ -73,7 +74,7 @@ class UsageChart(QWidget):
 
     @staticmethod
     def _make_plot(title: str, unit: str, background: object, foreground: str) -> pg.PlotWidget:
-        plot = pg.PlotWidget(background=background)
+        plot = pg.PlotWidget(background=background, axisItems=chart_axes())
         plot.setTitle(title, color=foreground, size="10.5pt")
         plot.setLabel("left", unit, color=foreground)
         plot.setLabel("bottom", "time", units="s", color=foreground)

@@ -1,0 +1,83 @@
+"""Chart axes that paint from a cached pixmap.
+
+pyqtgraph's ``AxisItem`` records its line, ticks and labels into a ``QPicture`` and replays it on
+every paint: the replay lays the label text out again each time (about 8 ms per axis on the
+raster engine, four axes per chart), so showing a page of charts or adding a point elsewhere on
+a chart repainted text that had not changed. Here the picture is drawn once into a pixmap,
+again only when pyqtgraph drops it (a new range, size or style: it sets ``picture`` to None),
+and painting the axis is one blit. Exports (no widget) keep pyqtgraph's own vector path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QPainter, QPixmap
+
+_CACHED = object()  # stands in for pyqtgraph's QPicture while the pixmap is valid
+
+
+class PixmapAxis(pg.AxisItem):
+    """An ``AxisItem`` painted from a pixmap it redraws only when pyqtgraph invalidates it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pixmap: QPixmap | None = None
+        self._pixmap_rect = QRectF()
+
+    def paint(self, p: QPainter, opt: Any, widget: Any) -> None:  # noqa: D102 - Qt override
+        if widget is None:  # an export renders the scene: keep the vector drawing
+            self.picture = None
+            super().paint(p, opt, widget)
+            self.picture = None
+            return
+        rect = self.boundingRect()
+        ratio = p.device().devicePixelRatioF() if p.device() is not None else 1.0
+        if self.picture is not _CACHED or self._pixmap is None or rect != self._pixmap_rect:
+            self._pixmap = self._draw(rect, ratio)
+            self._pixmap_rect = QRectF(rect)
+            self.picture = _CACHED
+        p.drawPixmap(rect.topLeft(), self._pixmap)
+
+    def _draw(self, rect: QRectF, ratio: float) -> QPixmap:
+        width, height = (max(1, math.ceil(v * ratio)) for v in (rect.width(), rect.height()))
+        pix = QPixmap(width, height)
+        pix.setDevicePixelRatio(ratio)
+        pix.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pix)
+        try:
+            painter.translate(-rect.topLeft())
+            if self.style["tickFont"]:
+                painter.setFont(self.style["tickFont"])
+            specs = self.generateDrawSpecs(painter)
+            if specs is not None:
+                self.drawPicture(painter, *specs)
+        finally:
+            painter.end()
+        return pix
+
+
+class IntegerAxis(PixmapAxis):
+    """An axis that only labels whole numbers (chunks, repetitions)."""
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, ANN001, ANN201 - pyqtgraph API
+        levels = super().tickValues(minVal, maxVal, size)
+        out = []
+        for spacing, values in levels:
+            if spacing < 1:
+                continue
+            out.append((spacing, [v for v in values if float(v).is_integer()]))
+        if not out:
+            lo, hi = int(np.ceil(minVal)), int(np.floor(maxVal))
+            out = [(1.0, list(range(lo, hi + 1)))]
+        return out
+
+
+def chart_axes(integer_x: bool = False) -> dict[str, pg.AxisItem]:
+    """The axes every chart of the window uses (``PlotWidget(axisItems=...)``)."""
+    bottom = IntegerAxis("bottom") if integer_x else PixmapAxis("bottom")
+    return {"left": PixmapAxis("left"), "bottom": bottom}  # PlotItem makes the hidden two
