@@ -213,3 +213,13 @@ def test_measured_speeds_shown_and_calibrating_the_rest(  # noqa: ANN001
     tg_col = model.headers().index("tg t/s")
     assert model.index(q4, tg_col).data().endswith("*")
     assert "Speeds are predicted" in page.caption.text()
+
+
+def test_load_mode_changes_the_host_side(qtbot, page: Page, tiny_model: Path) -> None:  # noqa: ANN001
+    _open(qtbot, page, tiny_model)
+    cpu = page.plan.rows[0].devices[-1]
+    assert page.plan.load.mode == "mmap" and cpu.mapped_bytes > 0
+    page.controls.load_mode.setCurrentIndex(page.controls.load_mode.findData("none"))
+    qtbot.waitUntil(lambda: page.plan.load.mode == "none", timeout=2000)
+    # read into RAM: nothing stays mapped, the weights are a private copy
+    assert page.plan.rows[0].devices[-1].mapped_bytes == 0

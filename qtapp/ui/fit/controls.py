@@ -29,6 +29,15 @@ KV_CHOICES = ["f16", "q8_0", "q4_0"]
 MIN_CTX, MAX_CTX = 256, 1 << 20
 
 
+#: llama.cpp's --load-mode values, in words (qtapp.core.fit.host_memory.LOAD_MODES)
+LOAD_MODE_WORDS = {
+    "mmap": "mapped from the file (default)",
+    "none": "read into RAM (--load-mode none)",
+    "mmap+mlock": "mapped and locked (mlock)",
+    "mlock": "read in and locked (mlock)",
+}
+
+
 class FitControls(QFrame):
     """Emits ``changed`` whenever a setting moves (slider drags included)."""
 
@@ -105,6 +114,16 @@ class FitControls(QFrame):
         self.ram.setClearButtonEnabled(True)
         self.ram.textChanged.connect(self._on_ram)
         form.addRow("Host RAM", self.ram)
+        self.load_mode = QComboBox()
+        for mode, words in LOAD_MODE_WORDS.items():
+            self.load_mode.addItem(words, mode)
+        self.load_mode.setToolTip(
+            "How llama.cpp loads the weights (its --load-mode). Mapped: the file's pages are "
+            "shared with the page cache and can be dropped under pressure. Read in: a private "
+            "copy (--load-mode none). Locked (mlock): kept in RAM, never swapped or dropped."
+        )
+        self.load_mode.currentIndexChanged.connect(lambda _i: self.changed.emit())
+        form.addRow("Load weights", self.load_mode)
         outer.addLayout(form)
         self.defaults = QLabel(
             "llama.cpp defaults as llama-server uses them: swa_full off, "
@@ -212,6 +231,10 @@ class FitControls(QFrame):
             n_batch=self.batch.value(),
             n_ubatch=min(self.ubatch.value(), self.batch.value()),
         )
+
+    def load_mode_value(self) -> str:
+        """llama.cpp's --load-mode for the plan (``mmap`` unless the user chose otherwise)."""
+        return str(self.load_mode.currentData() or "mmap")
 
     def margin_bytes(self) -> int:
         return self.margin.value() * MIB

@@ -233,7 +233,7 @@ class Page(QWidget):
             quality=self.quality,
             recipes=self.recipes,
             speeds=self.speeds,
-            load=HostLoad("mmap", self.repack),
+            load=HostLoad(self.controls.load_mode_value(), self.repack),
         )
 
     def _targets(self) -> list[str]:
