@@ -259,7 +259,7 @@ def read_winogrande(path: str | Path) -> list[WgTask]:
     raw = _read_task_file(p, "Winogrande")
     if not raw.strip():
         raise QuantLensError(f"{p} is empty.", _WG_HINT)
-    tasks = []
+    tasks: list[WgTask] = []
     for line in _winogrande_lines(raw):
         row = _winogrande_row(line)
         if row is not None:

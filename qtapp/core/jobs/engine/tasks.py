@@ -25,8 +25,9 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -286,7 +287,17 @@ def _wg_spans(task: _Prepared) -> list[tuple[int, int, int]]:
 def _wg_count(length: int, n_base: int) -> np.float32:
     """The divisor ``seq_tokens.size() - n_base - last`` as a size_t made float."""
     last = 1 if (length - n_base) % _SIZE_T > 1 else 0
-    return np.float32((length - n_base - last) % _SIZE_T)
+    count: np.float32 = np.float32((length - n_base - last) % _SIZE_T)
+    return count
+
+
+def score_hellaswag(
+    sess: LlamaSession, chosen: list[HsTask]
+) -> Iterator[tuple[bool, int, list[float]]]:
+    """(right, ending picked, the four scores) per task, in order: one decode per task."""
+    for task in chosen:
+        best, scores = score_task(sess, task)
+        yield best == task.gold, best, scores
 
 
 def score_winogrande(
@@ -330,8 +341,9 @@ def _softmax_log(row: np.ndarray, token: int) -> np.float32:
     probability divided in double and stored as float, its log in float."""
     e = np.exp(row - row.max(), dtype=np.float32)
     total = float(e.sum(dtype=np.float64))
-    prob = np.float32(float(e[token]) / total)
-    return np.float32(math.log(float(prob))) if prob > 0 else np.float32(-np.inf)
+    prob = float(np.float32(float(e[token]) / total))
+    out: np.float32 = np.float32(math.log(prob) if prob > 0 else -math.inf)
+    return out
 
 
 def score_mc(sess: LlamaSession, chosen: list[McTask]) -> Iterator[tuple[bool, int, list[float]]]:
@@ -396,13 +408,16 @@ def tasks(params: dict[str, Any], emit: Any) -> dict[str, Any]:
     if kind == "auto":
         kind = detect_task_kind(params["tasks"])
     limit = int(params.get("limit", 400))
-    chosen: list[Any]
+    scorer: Callable[[LlamaSession], Iterator[tuple[bool, int, list[float]]]]
     if kind == "hellaswag":
-        chosen = hellaswag_tasks(read_hellaswag(params["tasks"]), limit)
+        hs = hellaswag_tasks(read_hellaswag(params["tasks"]), limit)
+        n, scorer = len(hs), partial(score_hellaswag, chosen=hs)
     elif kind == "winogrande":
-        chosen = winogrande_tasks(read_winogrande(params["tasks"]), limit)
+        wg = winogrande_tasks(read_winogrande(params["tasks"]), limit)
+        n, scorer = len(wg), partial(score_winogrande, chosen=wg)
     elif kind == "mc":
-        chosen = mc_tasks(read_multiple_choice(params["tasks"]), limit)
+        mc = mc_tasks(read_multiple_choice(params["tasks"]), limit)
+        n, scorer = len(mc), partial(score_mc, chosen=mc)
     else:
         raise QuantLensError(f"Unknown task kind {kind!r}.", "Use hellaswag, winogrande or mc.")
     ctx = int(params.get("ctx", 512))
@@ -420,16 +435,9 @@ def tasks(params: dict[str, Any], emit: Any) -> dict[str, Any]:
             kv_unified=True,
         ) as sess:
             t0 = time.monotonic()
-            if kind == "hellaswag":
-                for i, task in enumerate(chosen):
-                    best, scores = score_task(sess, task)
-                    answers.append("1" if best == task.gold else "0")
-                    _emit_point(emit, kind, answers, i, len(chosen), t0, best, scores)
-            else:
-                scorer = score_winogrande if kind == "winogrande" else score_mc
-                for i, (right, pick, scores) in enumerate(scorer(sess, chosen)):
-                    answers.append("1" if right else "0")
-                    _emit_point(emit, kind, answers, i, len(chosen), t0, pick, scores)
+            for i, (right, pick, scores) in enumerate(scorer(sess)):
+                answers.append("1" if right else "0")
+                _emit_point(emit, kind, answers, i, n, t0, pick, scores)
         result.update(_summary(answers), seconds=time.monotonic() - t0)
         return result
     except Aborted:
