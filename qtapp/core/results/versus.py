@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True)
 class TaskScore:
     """One task-accuracy run of one model file."""

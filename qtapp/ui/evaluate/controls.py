@@ -16,13 +16,22 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMenu,
     QPushButton,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from qtapp.core.evaluate.base_cache import cache_size, clear_cache
+from qtapp.core.evaluate.task_sets import (
+    NETWORK_OFF_HINT,
+    SOURCES_NOTE,
+    STANDARD_SETS,
+    fetch_task_set,
+)
+from qtapp.ui.common.background import BackgroundCall
 from qtapp.ui.common.progress import ProgressBar
 from qtapp.ui.quantize.options import PathField
 
@@ -128,6 +137,19 @@ class EvalControls(QWidget):
         tasks_lay.setContentsMargins(0, 0, 0, 0)
         tasks_lay.addWidget(self.task_file, 1)
         tasks_lay.addWidget(self.task_kind_label)
+        self.get_tasks = QToolButton()
+        self.get_tasks.setText("Get…")
+        self.get_tasks.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.get_tasks.setToolTip(
+            "Download a standard task file (only with 'Allow downloads' on in Settings). "
+            + SOURCES_NOTE
+        )
+        menu = QMenu(self.get_tasks)
+        for key, task_set in STANDARD_SETS.items():
+            menu.addAction(task_set.title, lambda k=key: self.fetch_task_set(k))
+        self.get_tasks.setMenu(menu)
+        self._fetch: BackgroundCall | None = None
+        tasks_lay.addWidget(self.get_tasks)
         form.addRow("Tasks", tasks_row)
         self.task_limit = QSpinBox()
         self.task_limit.setRange(1, 100000)
@@ -195,6 +217,37 @@ class EvalControls(QWidget):
     def add_model(self, path: Path) -> None:
         if str(path) not in {str(p) for p in self.model_paths()}:
             self._add_item(Path(path))
+
+    def fetch_task_set(self, key: str) -> None:
+        """Download a standard set in the background (never without the user's permission),
+        then make it the task file."""
+        from qtapp.core.app.paths import app_paths
+        from qtapp.core.app.settings import Settings
+
+        if not Settings.load().network_allowed:
+            self.status.setText(f"Downloads are off. {NETWORK_OFF_HINT}")
+            return
+        if self._fetch is not None and self._fetch.is_running():
+            return
+        dest = app_paths().data / "tasks"
+
+        def task(call: BackgroundCall) -> Path:
+            return fetch_task_set(key, dest, online=True, progress=call.report)
+
+        self._fetch = BackgroundCall(task, "get-tasks", self)
+        self._fetch.progress.connect(
+            lambda f, m: self.status.setText(f"Downloading {STANDARD_SETS[key].title}: {f:.0%} {m}")
+        )
+        self._fetch.finished.connect(self._on_fetched)
+        self._fetch.failed.connect(lambda message: self.status.setText(message))
+        self.get_tasks.setEnabled(False)
+        self._fetch.finished.connect(lambda _p: self.get_tasks.setEnabled(True))
+        self._fetch.failed.connect(lambda _m: self.get_tasks.setEnabled(True))
+        self._fetch.start()
+
+    def _on_fetched(self, path: object) -> None:
+        self.task_file.set_text(str(path))
+        self.status.setText(f"Task file ready: {path}")
 
     def _detect_task_kind(self, path: str) -> None:
         """Show the task file's format next to it (read from its content)."""

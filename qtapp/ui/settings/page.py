@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices, QShowEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -153,6 +154,17 @@ class Page(QWidget):
         lf.addRow("Theme:", self.theme)
         lay.addWidget(look_box)
 
+        # -- network ----------------------------------------------------------------------------
+        net_box = QGroupBox("Network")
+        nf = QFormLayout(net_box)
+        self.network = QCheckBox("Allow downloads I ask for (standard task files)")
+        self.network.setToolTip(
+            "Off: QuantLens never touches the network. On: only the downloads you start "
+            "(Evaluate page, 'Get a standard set'); nothing is fetched by itself."
+        )
+        nf.addRow("Downloads:", self.network)
+        lay.addWidget(net_box)
+
         # -- where QuantLens keeps things ------------------------------------------------------
         where_box = QGroupBox("QuantLens folders")
         wf = QFormLayout(where_box)
@@ -179,7 +191,7 @@ class Page(QWidget):
         lay.addLayout(bottom)
         lay.addStretch(1)
 
-        for form_layout in (form, ff, lf, wf):  # one label column across the boxes
+        for form_layout in (form, ff, lf, nf, wf):  # one label column across the boxes
             for row in range(form_layout.rowCount()):
                 item = form_layout.itemAt(row, QFormLayout.ItemRole.LabelRole)
                 if item is not None and item.widget() is not None:
@@ -193,6 +205,7 @@ class Page(QWidget):
         self.output_dir.editingFinished.connect(self.save)
         self.eval_text.editingFinished.connect(self.save)
         self.theme.currentIndexChanged.connect(self._theme_changed)
+        self.network.toggled.connect(self.save)
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
@@ -228,6 +241,7 @@ class Page(QWidget):
             self.dirs.clear()
             self.dirs.addItems(s.extra_model_dirs)
             self.theme.setCurrentIndex(max(0, self.theme.findData(s.theme)))
+            self.network.setChecked(s.network_allowed)
         finally:
             self._loading = False
 
@@ -244,6 +258,7 @@ class Page(QWidget):
         s.eval_text = self.eval_text.text().strip() or None
         s.extra_model_dirs = [self.dirs.item(i).text() for i in range(self.dirs.count())]
         s.theme = self.theme.currentData() or "system"
+        s.network_allowed = self.network.isChecked()
         if s.eval_text and not Path(s.eval_text).is_file():
             self.saved_label.setText(f"Saved, but {s.eval_text} is not a file: pick a text file.")
         else:
