@@ -373,3 +373,20 @@ def test_the_evaluate_page_shows_the_detected_format(qtbot: Any, tmp_path: Path)
     assert controls.task_kind is None and controls.task_kind_label.text() == "unknown format"
     controls.task_file.set_text("")
     assert controls.task_kind_label.text() == ""
+
+
+def test_endings_that_add_no_token_get_one_clear_line(tiny_model: Path, tmp_path: Path) -> None:
+    same = tmp_path / "same.txt"
+    same.write_text("Cats: the cat sat\n0\non the mat\non the mat\non the mat\non the mat\n")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("Cats: the cat sat\n0\n\n\n\n\n")
+    for path in (same, empty):
+        with pytest.raises(QuantLensError, match="adds no token"):
+            run_job("tasks", model=str(tiny_model), tasks=str(path), limit=1)
+    wino = tmp_path / "wino.csv"
+    # two rows: llama.cpp never reads a file's last row (see read_winogrande)
+    wino.write_text("0,The cat saw _ on the mat.,a dog,a dog,1\n" * 2)
+    with pytest.raises(QuantLensError, match="one of its choices adds no token"):
+        last, _ = Job(JobSpec("tasks", {"model": str(tiny_model), "tasks": str(wino),
+                                        "kind": "winogrande"})).run()  # fmt: skip
+        raise QuantLensError(last.message, last.hint)  # type: ignore[attr-defined]

@@ -95,6 +95,7 @@ def score_task(sess: LlamaSession, task: HsTask) -> tuple[int, list[float]]:
             f"({sess.n_ctx // N_PARALLEL} per ending, {sess.n_ctx} in all).",
             f"Use a larger --ctx (at least {-(-required // N_PARALLEL)}).",
         )
+    _require_distinct(task.index + 1, seqs, prefix, "ending")
     tokens: list[int] = []
     pos: list[int] = []
     owners: list[tuple[int, ...]] = []
@@ -185,6 +186,17 @@ def _common_prefix(seqs: list[list[int]]) -> int:
             break
         n += 1
     return n
+
+
+def _require_distinct(number: int, seqs: list[list[int]], prefix: int, what: str) -> None:
+    """Every sequence must have a token after the shared prefix: the first one is scored from
+    the prefix's last logits (llama-perplexity reads past the end otherwise)."""
+    if any(len(q) == prefix for q in seqs):
+        raise QuantLensError(
+            f"Task {number} of the file: one of its {what}s adds no token after the tokens "
+            "they all share (it is empty, or the same text), so it cannot be scored.",
+            f"Fix or remove that task; every {what} must differ.",
+        )
 
 
 def _prepare(number: int, seqs: list[list[int]], n_ctx: int) -> _Prepared:
@@ -309,6 +321,7 @@ def score_winogrande(
     for k, task in enumerate(chosen):
         seqs = [_tokenize(sess, task.first + c + task.second) for c in task.choices]
         p = _prepare(k + 1, seqs, sess.n_ctx)
+        _require_distinct(task.index + 1, seqs, p.prefix, "choice")
         p.n_base = tuple(len(_tokenize(sess, task.first + c)) for c in task.choices)
         prepared.append(p)
     for batch, rows in _packed(sess, prepared, last_outputs=True):
