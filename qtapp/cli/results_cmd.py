@@ -21,6 +21,7 @@ _TABLE_COLUMNS = (
     "bpw",
     "ppl",
     "bpb",
+    "acc",
     "dppl_pct",
     "kld_mean",
     "same_top_pct",

@@ -43,6 +43,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("ppl", "PPL", "{:.4f}"),
     ("ppl_err", "PPL ±", "{:.4f}"),
     ("bpb", "Bits/byte", "{:.4f}"),
+    ("acc", "Task acc %", "{:.2f}"),
     ("dppl_pct", "ΔPPL %", "{:+.2f}"),
     ("kld_mean", "Mean KLD", "{:.5f}"),
     ("kld_p99", "99% KLD", "{:.4f}"),
