@@ -54,11 +54,11 @@ def test_cancel_keeps_points_marked_partial(page, qtbot, tiny_model: Path) -> No
     page.controls.threads.setValue(1)
     page.queue([tiny_model], None, chunks=0, speed=False)
     key = page.ppl_plot.runs()[0]
-    qtbot.waitUntil(lambda: len(page.ppl_plot._runs[key].xs) >= 1, timeout=30_000)
+    qtbot.waitUntil(lambda: len(page.ppl_plot.data(key)[0]) >= 1, timeout=30_000)
     with qtbot.waitSignal(page.all_done, timeout=30_000):
         page.cancel()
     assert page.table.item(0, 1).text() == "partial"
-    assert len(page.ppl_plot._runs[key].xs) >= 1
+    assert len(page.ppl_plot.data(key)[0]) >= 1
     assert page.controls.start_btn.isEnabled()
 
 

@@ -78,6 +78,9 @@ class LivePlot(QWidget):
         self._band = band
         self._symbols = symbols
         self._runs: dict[str, _Run] = {}
+        #: runs announced but without a point yet: their items are made with the first point
+        #: (a queue of evaluations made dozens of plot items in one slot: a 64 ms stall)
+        self._pending: dict[str, tuple[str, str, bool]] = {}
         self._settle = False  # fit the view tightly at the next redraw
         self.plot = pg.PlotWidget(background=None, axisItems=chart_axes(integer_x))
         self.plot.setMinimumHeight(150)
@@ -137,15 +140,19 @@ class LivePlot(QWidget):
 
     # -- data ------------------------------------------------------------------------------
     def runs(self) -> list[str]:
-        return list(self._runs)
+        return [*self._runs, *self._pending]
 
     def has_run(self, key: str) -> bool:
-        return key in self._runs
+        return key in self._runs or key in self._pending
 
     def add_run(self, key: str, label: str, color: str | None = None, dashed: bool = False) -> None:
-        if key in self._runs:
+        """Announce a run; its curve appears with its first point."""
+        if self.has_run(key):
             return
-        color = color or PALETTE[len(self._runs) % len(PALETTE)]
+        count = len(self._runs) + len(self._pending)
+        self._pending[key] = (label, color or PALETTE[count % len(PALETTE)], dashed)
+
+    def _make_run(self, key: str, label: str, color: str, dashed: bool) -> _Run:
         pen = pg.mkPen(color, width=2, style=Qt.DashLine if dashed else Qt.SolidLine)
         kwargs = (
             {"symbol": "o", "symbolSize": 6, "symbolBrush": color, "symbolPen": None}
@@ -166,6 +173,7 @@ class LivePlot(QWidget):
             for it in (run.upper, run.lower, run.band):
                 item.addItem(it)
         self._runs[key] = run
+        return run
 
     def append(
         self,
@@ -179,8 +187,9 @@ class LivePlot(QWidget):
         not symmetric (a Wilson interval)."""
         run = self._runs.get(key)
         if run is None:
-            self.add_run(key, key)
-            run = self._runs[key]
+            if key not in self._pending:
+                self.add_run(key, key)
+            run = self._make_run(key, *self._pending.pop(key))
         e = float(err) if err is not None else 0.0
         lo, hi = band if band is not None else (float(y) - e, float(y) + e)
         run.xs.append(float(x))
@@ -191,6 +200,9 @@ class LivePlot(QWidget):
         run.dirty = True
 
     def set_label(self, key: str, label: str) -> None:
+        if key in self._pending:
+            _old, color, dashed = self._pending[key]
+            self._pending[key] = (label, color, dashed)
         run = self._runs.get(key)
         if run is not None:
             run.label = label
@@ -206,6 +218,7 @@ class LivePlot(QWidget):
                     item.removeItem(it)
         self.legend.clear()
         self._runs.clear()
+        self._pending.clear()
         if not self.log_y:
             self._follow = True
 
@@ -284,7 +297,10 @@ class LivePlot(QWidget):
         self._follow_data(force=True)
 
     def data(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        run = self._runs[key]
+        run = self._runs.get(key)
+        if run is None:  # announced, no point yet
+            empty = np.zeros(0)
+            return empty, empty, empty
         return np.asarray(run.xs), np.asarray(run.ys), np.asarray(run.errs)
 
     # -- crosshair -------------------------------------------------------------------------
