@@ -300,13 +300,25 @@ def plan_row(
 def _kv_per_layer(
     m: ModelInfo, cs: ContextSettings, exact: ExactFigures | None, n_all: int
 ) -> list[int]:
-    """The KV cache bytes of each block, scaled to llama.cpp's own total when it was measured."""
+    """The KV cache bytes of each block, scaled to llama.cpp's own total when it was measured.
+
+    The same for every row of a plan: memoized on the model per settings (a plan has ~40 rows
+    and the window replans on every slider step)."""
+    measured = None if exact is None else (exact.kv_bytes, exact.recurrent_bytes)
+    key = ("kv_layer", cs, measured, n_all)
+    hit: list[int] | None = m.memo.get(key)
+    if hit is not None:
+        return list(hit)
     kv = kv_estimate(m, cs)
     kv_layer = list(kv.per_layer) + [0] * (n_all - len(kv.per_layer))
     if exact is not None and kv.total:
         # llama.cpp's own totals (identical to the analytic ones up to its log's rounding)
         ratio = (exact.kv_bytes + exact.recurrent_bytes) / kv.total
         kv_layer = [int(b * ratio) for b in kv_layer]
+    if sum(1 for k in m.memo if isinstance(k, tuple) and k[:1] == ("kv_layer",)) > 256:
+        for k in [k for k in m.memo if isinstance(k, tuple) and k[:1] == ("kv_layer",)]:
+            del m.memo[k]  # a long session of slider moves: start the memo again
+    m.memo[key] = list(kv_layer)
     return kv_layer
 
 
