@@ -3,7 +3,9 @@
 Used for file-system scans, unpacking the demo model and reading versions. The function gets the
 :class:`BackgroundCall` itself: ``call.report(fraction, message)``, ``call.emit_item(x)`` and
 ``call.should_stop()``; its result or error comes back as queued signals on the GUI thread.
-Threads are named ``ql-…`` so the tests' dangling-thread guard sees them.
+The calls run on a small pool of threads started once (:func:`warm_up`, when the app starts):
+``Thread.start()`` waits until the new thread has been scheduled and holds the GIL, which on
+busy cores stalled the window for up to 50 ms per call.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -38,10 +42,11 @@ class BackgroundCall(QObject):
         self._stop = threading.Event()
         self._last_message: str | None = None
         self._next_report = 0.0
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"ql-{name}")
+        self.name = name
+        self._future: Future[None] | None = None
 
     def start(self) -> BackgroundCall:
-        self._thread.start()
+        self._future = pool().submit(self._run)
         return self
 
     def _run(self) -> None:
@@ -50,7 +55,7 @@ class BackgroundCall(QObject):
         except QuantLensError as exc:
             self._emit(self.failed, str(exc))
         except Exception as exc:  # noqa: BLE001 - shown to the user, logged with the traceback
-            log.exception("Background task %s failed", self._thread.name)
+            log.exception("Background task %s failed", self.name)
             self._emit(self.failed, f"{type(exc).__name__}: {exc}")
         else:
             self._emit(self.finished, result)
@@ -83,8 +88,34 @@ class BackgroundCall(QObject):
         self._stop.set()
 
     def is_running(self) -> bool:
-        return self._thread.is_alive()
+        return self._future is not None and not self._future.done()
 
     def wait(self, timeout: float = 10) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        if self._future is not None:
+            wait_futures([self._future], timeout)
+
+
+#: threads for background calls: enough for a folder scan, the demo's unpacking, a header
+#: read and a download at once; more calls wait their turn
+POOL_THREADS = 6
+POOL_PREFIX = "ql-pool"
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def pool() -> ThreadPoolExecutor:
+    """The background calls' threads (made on first use; :func:`warm_up` starts them all)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix=POOL_PREFIX)
+        return _pool
+
+
+def warm_up() -> None:
+    """Start every pool thread now (at start-up), so no later call pays a thread start."""
+    executor = pool()
+    gate = threading.Barrier(POOL_THREADS + 1)
+    for _ in range(POOL_THREADS):  # each waits at the barrier: the pool must start a new one
+        executor.submit(gate.wait, 5)
+    gate.wait(5)
