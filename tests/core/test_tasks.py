@@ -4,6 +4,7 @@ files, the task draws, the jobs, the CLI."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import struct
 import subprocess
@@ -384,9 +385,14 @@ def test_endings_that_add_no_token_get_one_clear_line(tiny_model: Path, tmp_path
         with pytest.raises(QuantLensError, match="adds no token"):
             run_job("tasks", model=str(tiny_model), tasks=str(path), limit=1)
     wino = tmp_path / "wino.csv"
-    # two rows: llama.cpp never reads a file's last row (see read_winogrande)
+    # two rows: llama.cpp never reads a file's last row (see read_winogrande). Winogrande is
+    # different: winogrande_score reads nothing past the end, both scores are 0/0 = nan, and
+    # nan > nan is false, so llama-perplexity answers 2: reproduced
     wino.write_text("0,The cat saw _ on the mat.,a dog,a dog,1\n" * 2)
-    with pytest.raises(QuantLensError, match="one of its choices adds no token"):
-        last, _ = Job(JobSpec("tasks", {"model": str(tiny_model), "tasks": str(wino),
-                                        "kind": "winogrande"})).run()  # fmt: skip
-        raise QuantLensError(last.message, last.hint)  # type: ignore[attr-defined]
+    job = Job(
+        JobSpec("tasks", {"model": str(tiny_model), "tasks": str(wino), "kind": "winogrande"})
+    )
+    events = list(job.events())
+    (point,) = [e for e in events if isinstance(e, Point)]
+    assert point.extra["pick"] == 2 and all(math.isnan(v) for v in point.extra["scores"])
+    assert events[-1].result["answers"] == "0"
