@@ -88,10 +88,15 @@ def _logprobs(rows: np.ndarray, targets: np.ndarray, index: np.ndarray | None = 
 
 
 def _first_logprob(row: np.ndarray, tokens: list[int]) -> list[float]:
-    """``softmax`` then ``std::log``: exponentials in float, their sum in double."""
+    """``softmax`` then ``std::log``: exponentials in float, their sum in double, each
+    probability divided in double and stored as float, its log a float (``std::log(float)``)."""
     e = np.exp(row - row.max(), dtype=np.float32)
     total = float(e.sum(dtype=np.float64))
-    return [float(np.log(np.float64(np.float32(e[t] / total)))) for t in tokens]
+    out = []
+    for t in tokens:
+        prob = float(np.float32(float(e[t]) / total))
+        out.append(float(np.float32(math.log(prob))) if prob > 0 else -math.inf)
+    return out
 
 
 def score_task(sess: LlamaSession, task: HsTask) -> tuple[int, list[float]]:
@@ -365,16 +370,6 @@ def score_winogrande(
             yield pick == chosen[p.number - 1].answer, pick, scores
 
 
-def _softmax_log(row: np.ndarray, token: int) -> np.float32:
-    """``std::log(softmax(logits)[token])``: exponentials in float summed in double, the
-    probability divided in double and stored as float, its log in float."""
-    e = np.exp(row - row.max(), dtype=np.float32)
-    total = float(e.sum(dtype=np.float64))
-    prob = float(np.float32(float(e[token]) / total))
-    out: np.float32 = np.float32(math.log(prob) if prob > 0 else -math.inf)
-    return out
-
-
 def score_mc(sess: LlamaSession, chosen: list[McTask]) -> Iterator[tuple[bool, int, list[float]]]:
     """(right, answer picked (0-based), the answers' mean log-probabilities) per task, in
     order, as ``multiple_choice_score`` computes them."""
@@ -409,10 +404,10 @@ def score_mc(sess: LlamaSession, chosen: list[McTask]) -> Iterator[tuple[bool, i
         for p in batch:
             if not 0 <= p.i_logits < len(rows):
                 raise QuantLensError(f"Task {p.number}: logits row out of range.", "")
-            row = rows[p.i_logits]
+            firsts = _first_logprob(rows[p.i_logits], [seq[p.prefix] for seq in p.seqs])
             scores = []
-            for seq in p.seqs:
-                log_prob = _softmax_log(row, seq[p.prefix])
+            for seq, first in zip(p.seqs, firsts, strict=True):
+                log_prob = np.float32(first)  # float log_prob = std::log(first_probs[...])
                 count = 1
                 for _ in range(p.prefix, len(seq) - 1):
                     count += 1
