@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from qtapp.core.errors import QuantLensError
@@ -146,16 +147,20 @@ def add_exact(inp: PlanInputs, targets: list[str]) -> list[str]:
     m = inp.model
     warnings: list[str] = []
     many = fit_exact.ManyWeights(m, targets, inp.recipes)
-    spec = many.spec()
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="plan-exact") as pool:
+    # the dry runs in one child per core, beside the no-alloc load's child
+    specs = many.specs(max(1, min(4, os.cpu_count() or 1)))
+    with ThreadPoolExecutor(max_workers=1 + len(specs), thread_name_prefix="plan-exact") as pool:
         memory = pool.submit(fit_exact.exact_memory, m, inp.settings)
-        sizes = pool.submit(run_job, spec.kind, **spec.params) if spec is not None else None
-        if sizes is not None:
+        sizes = [pool.submit(run_job, spec.kind, **spec.params) for spec in specs]
+        failed = None
+        for future in sizes:
             try:
-                many.take(sizes.result())
-                warnings += [f"{t}: {e}" for t, e in many.errors.items()]
+                many.take(future.result())
             except QuantLensError as exc:
-                warnings.append(f"exact weights unavailable ({exc.message}); showing estimates")
+                failed = exc
+        if failed is not None:
+            warnings.append(f"exact weights unavailable ({failed.message}); showing estimates")
+        warnings += [f"{t}: {e}" for t, e in many.errors.items()]
         inp.weights.update(many.weights)
         try:
             inp.exact[inp.settings] = memory.result()

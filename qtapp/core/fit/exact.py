@@ -149,19 +149,30 @@ class ManyWeights(JobHooks):
 
     def spec(self) -> JobSpec | None:
         """The job that sizes the targets not in the cache (None: nothing to do)."""
+        specs = self.specs(1)
+        return specs[0] if specs else None
+
+    def specs(self, parts: int) -> list[JobSpec]:
+        """The missing targets in up to ``parts`` jobs of about equal size (one child per core:
+        each dry run is a separate llama.cpp quantizer call)."""
         if not self.missing:
-            return None
-        mine = [self.recipes[t].to_dict() for t in self.missing if t in self.recipes]
-        return JobSpec(
-            "dry_quantize_many",
-            {
-                "model": str(self.model.path),
-                "targets": self.missing,
-                "allow_requantize": True,
-                "n_layer": self.model.n_layer,
-                "user_recipes": mine,
-            },
-        )
+            return []
+        parts = max(1, min(parts, len(self.missing)))
+        out = []
+        for k in range(parts):
+            share = self.missing[k::parts]
+            mine = [self.recipes[t].to_dict() for t in share if t in self.recipes]
+            out.append(JobSpec(
+                "dry_quantize_many",
+                {
+                    "model": str(self.model.path),
+                    "targets": share,
+                    "allow_requantize": True,
+                    "n_layer": self.model.n_layer,
+                    "user_recipes": mine,
+                },
+            ))  # fmt: skip
+        return out
 
     def end(self, terminal: Event) -> None:
         if isinstance(terminal, Finished):
