@@ -1,6 +1,6 @@
 """How long does the window's event loop stall during the whole demo tour, on busy cores?
 
-    python3 bench/gui_stalls.py [--busy 2] [--trace] [--size 1440x920]
+    python3 bench/gui_stalls.py [--busy 2] [--trace] [--size 1440x920] [--screenshots DIR]
 
 Opens the real main window offscreen (create_app(), so the theme and the GUI-thread garbage
 collector are the app's own), starts `--busy` processes that spin on the CPU (2 = every core of
@@ -106,6 +106,9 @@ def main() -> int:
     parser.add_argument("--busy", type=int, default=2, help="CPU-spinning processes (default 2)")
     parser.add_argument("--trace", action="store_true", help="stacks of stalls over 40 ms")
     parser.add_argument("--size", default="1440x920", help="window size (default 1440x920)")
+    parser.add_argument(
+        "--screenshots", default="", help="folder: save the Evaluate and Compare pages at the end"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -177,6 +180,15 @@ def main() -> int:
         f"{int((g > 50).sum())} gaps over 50 ms; window shown and painted in "
         f"{first_paint * 1000:.0f} ms before the meter started"
     )
+    if args.screenshots:  # after the meter stopped: the pages as the tour left them
+        out = Path(args.screenshots)
+        out.mkdir(parents=True, exist_ok=True)
+        for page in ("evaluate", "compare"):
+            win.show_page(page)
+            for _ in range(20):
+                app.processEvents()
+            win.grab().save(str(out / f"{page}.png"))
+        print(f"screenshots in {out}")
     win.close()
     return 0
 
