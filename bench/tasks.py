@@ -21,7 +21,8 @@ on the right one. Passed as ``-f FILE --winogrande --winogrande-tasks N`` and ``
 Compared: the number of right answers, the answers task by task (Winogrande: each tool's
 choice and both scores, from its per-task lines; the others: read from each tool's running
 accuracy) and the wall time of the whole command (ratio = llama-perplexity's time over
-QuantLens'; goal >= 1.0). Prints a Markdown table, then the tasks where the tools differ.
+QuantLens'; goal >= 1.0). Prints a Markdown table; after each row, to stderr, the tasks where
+the tools differ (and for Winogrande how far apart the printed scores are).
 """
 
 from __future__ import annotations
@@ -170,7 +171,9 @@ def _score_gap(ours: list[Any], theirs: list[Any]) -> float:
     gap = 0.0
     for a, b in zip(ours, theirs, strict=False):
         for x, y in zip(a[1:3], b[1:3], strict=False):
-            if not (math.isnan(x) and math.isnan(y)):
+            if math.isnan(x) != math.isnan(y):
+                return math.inf  # one tool's score is nan, the other's is not
+            if not math.isnan(x):
                 gap = max(gap, abs(x - y))
     return gap
 
@@ -211,7 +214,6 @@ def main() -> int:
             "wall QuantLens (s) | wall llama-perplexity (s) | ratio |"
         )
         print("|---|---|---|---|---|---|---|---|")
-        notes = []
         for kind in kinds:
             for label in ("F16", "Q4_K_M", "Q2_K"):
                 if label not in wanted:
@@ -230,6 +232,7 @@ def main() -> int:
                     f"{t_ours:.1f} | {t_theirs:.1f} | {t_theirs / t_ours:.2f} |",
                     flush=True,
                 )
+                notes = []
                 if len(ours) != len(theirs):
                     notes.append(f"{kind} {label}: {len(ours)} tasks against {len(theirs)}")
                 for i, (a, b) in enumerate(zip(ours, theirs, strict=False)):
@@ -245,8 +248,8 @@ def main() -> int:
                         f"winogrande {label}: same choice on {picks} of {len(their_rows)} "
                         f"tasks, largest score difference {gap:.6f}"
                     )
-        for note in notes:
-            print(note)
+                for note in notes:
+                    print(note, file=sys.stderr, flush=True)
     return 0
 
 
