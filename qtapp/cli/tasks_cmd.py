@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "llama-perplexity scores it",
         description="Score MODEL on a task file as `llama-perplexity` does (--hellaswag, "
         "--winogrande or --multiple-choice with --*-tasks LIMIT): the same tasks in the same "
-        "order, the same scoring, with a 95%% interval. The files are the formats llama.cpp "
+        "order, the same scoring, with a 95% interval. The files are the formats llama.cpp "
         "reads: HellaSwag text (six lines per task), Winogrande CSV, multiple-choice binary "
         "(ARC, MMLU, TruthfulQA, HellaSwag). Where the standard sets come from: llama.cpp's "
         "tools/perplexity README, and the Hugging Face datasets "
