@@ -132,11 +132,7 @@ class EvalControls(QWidget):
         self.task_kind: str | None = None
         self.task_kind_label = QLabel("")
         self.task_file.changed.connect(self._detect_task_kind)
-        tasks_row = QWidget()
-        tasks_lay = QHBoxLayout(tasks_row)
-        tasks_lay.setContentsMargins(0, 0, 0, 0)
-        tasks_lay.addWidget(self.task_file, 1)
-        tasks_lay.addWidget(self.task_kind_label)
+        form.addRow("Tasks", self.task_file)
         self.get_tasks = QToolButton()
         self.get_tasks.setText("Get…")
         self.get_tasks.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -149,8 +145,6 @@ class EvalControls(QWidget):
             menu.addAction(task_set.title, lambda k=key: self.fetch_task_set(k))
         self.get_tasks.setMenu(menu)
         self._fetch: BackgroundCall | None = None
-        tasks_lay.addWidget(self.get_tasks)
-        form.addRow("Tasks", tasks_row)
         self.task_limit = QSpinBox()
         self.task_limit.setRange(1, 100000)
         self.task_limit.setValue(400)
@@ -158,7 +152,13 @@ class EvalControls(QWidget):
             "Tasks drawn and scored, as --hellaswag-tasks, --winogrande-tasks or "
             "--multiple-choice-tasks (default 400)"
         )
-        form.addRow("Tasks to score", self.task_limit)
+        limit_row = QWidget()
+        limit_lay = QHBoxLayout(limit_row)
+        limit_lay.setContentsMargins(0, 0, 0, 0)
+        limit_lay.addWidget(self.task_limit, 1)
+        limit_lay.addWidget(self.task_kind_label)
+        limit_lay.addWidget(self.get_tasks)
+        form.addRow("Tasks to score", limit_row)
         self.threads = QSpinBox()
         self.threads.setRange(0, 512)
         self.threads.setSpecialValueText(f"auto ({os.cpu_count() or 1})")
