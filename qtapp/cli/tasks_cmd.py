@@ -11,16 +11,7 @@ from typing import Any
 
 from qtapp.core.errors import QuantLensError
 from qtapp.core.evaluate.runs import EvalRecorder
-from qtapp.core.evaluate.tasks import (
-    KIND_NAMES,
-    detect_task_kind,
-    hellaswag_tasks,
-    mc_tasks,
-    read_hellaswag,
-    read_multiple_choice,
-    read_winogrande,
-    winogrande_tasks,
-)
+from qtapp.core.evaluate.tasks import KIND_NAMES, chosen_tasks, detect_task_kind
 from qtapp.core.jobs.events import Cancelled, Failed, Finished, Point
 from qtapp.core.jobs.job import Job, JobSpec
 
@@ -67,13 +58,7 @@ def task_params(args: argparse.Namespace) -> dict[str, Any]:
         raise QuantLensError(f"--limit {args.limit} is out of range.", "Use 1 or more tasks.")
     check_eval_inputs(args.model, ctx=args.ctx, threads=args.threads or None)
     kind = args.kind or detect_task_kind(args.tasks)
-    chosen: list[Any]
-    if kind == "winogrande":
-        chosen = winogrande_tasks(read_winogrande(args.tasks), args.limit)
-    elif kind == "mc":
-        chosen = mc_tasks(read_multiple_choice(args.tasks), args.limit)
-    else:
-        chosen = hellaswag_tasks(read_hellaswag(args.tasks), args.limit)
+    chosen = chosen_tasks(args.tasks, kind, args.limit)
     digest = hashlib.sha256(args.tasks.read_bytes()).hexdigest()[:16]
     params: dict[str, Any] = {
         "model": str(args.model),

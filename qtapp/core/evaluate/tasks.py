@@ -36,6 +36,7 @@ import numpy as np
 from qtapp.core.errors import QuantLensError
 
 __all__ = [
+    "chosen_tasks",
     "HsTask",
     "McTask",
     "Mt19937",
@@ -450,3 +451,17 @@ def detect_task_kind(path: str | Path) -> TaskKind:
     if any(_winogrande_row(line) is not None for line in lines[:50]):
         return "winogrande"
     raise QuantLensError(f"Cannot tell the task format of {p}.", hint)
+
+
+def chosen_tasks(
+    path: str | Path, kind: str, limit: int
+) -> list[HsTask] | list[WgTask] | list[McTask]:
+    """The tasks llama-perplexity scores from ``path`` of format ``kind`` with ``limit``: read
+    (one clear QuantLensError for a bad file), then drawn as that format draws them."""
+    if kind == "winogrande":
+        return winogrande_tasks(read_winogrande(path), limit)
+    if kind == "mc":
+        return mc_tasks(read_multiple_choice(path), limit)
+    if kind == "hellaswag":
+        return hellaswag_tasks(read_hellaswag(path), limit)
+    raise QuantLensError(f"Unknown task kind {kind!r}.", "Use hellaswag, winogrande or mc.")
