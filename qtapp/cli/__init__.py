@@ -12,7 +12,7 @@ from typing import Any
 from qtapp.core.errors import QuantLensError
 
 #: modules under qtapp.cli, one per subcommand, in the order ``--help`` lists them
-COMMANDS = ["hw", "plan", "quantize", "eval", "tasks", "versus", "get_tasks", "results"]
+COMMANDS = ["hw", "plan", "fetch", "quantize", "eval", "tasks", "versus", "get_tasks", "results"]
 
 
 def register_all(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -31,7 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Predict weights, KV cache and compute memory per device for "
         "every llama.cpp quant type and recipe, and recommend the best that fits.",
     )
-    p.add_argument("model", help="a GGUF file (any shard of a split model)")
+    p.add_argument(
+        "model",
+        help="a GGUF file (any shard of a split model), or hf://owner/name[/FILE.gguf] to plan "
+        "a Hugging Face repo's files from their headers (with --online)",
+    )
     p.add_argument("--ctx", type=int, default=4096, help="context length (default 4096)")
     p.add_argument("--kv", default="f16", choices=KV_TYPES, help="KV cache type (K and V)")
     p.add_argument(
@@ -74,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--fast", action="store_true", help="instant estimates only; skip llama.cpp's dry runs"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--online", action="store_true", help="allow reading an hf:// repo's headers")
     p.set_defaults(func=run)
 
 
@@ -238,6 +243,12 @@ def format_table(plan: Plan, checks: list[PlanCheck] | None = None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qtapp.core.remote.source import is_remote
+
+    if is_remote(args.model):
+        from qtapp.cli.fetch_cmd import run_remote_plan
+
+        return run_remote_plan(args, build_inputs)
     try:
         inp, targets, checks = build_inputs(args)
         warnings = [] if args.fast else add_exact(inp, targets)

@@ -1,0 +1,161 @@
+"""``quantlens fetch hf://owner/name/FILE --online``: download one model of a Hugging Face repo
+into the Hugging Face cache, verified; and ``quantlens plan hf://owner/name --online``: plan
+every GGUF file of a repo from its headers (the plan command hands remote models to
+:func:`run_remote_plan`)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtapp.core.errors import QuantLensError
+from qtapp.core.remote.source import NETWORK_OFF_HINT
+
+if TYPE_CHECKING:
+    from qtapp.core.fit.plan import PlanInputs
+    from qtapp.core.remote.fit import RepoPlan
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "fetch",
+        help="download a GGUF model from a Hugging Face repo, verified; needs --online",
+        description="Download one model of a Hugging Face repo (every part of a split set) into "
+        "the Hugging Face cache (HF_HUB_CACHE or HF_HOME), where the Models page, llama.cpp "
+        "and other tools find it. Resumes an interrupted download; the file takes its name "
+        "only once its sha256 matches the repo's. HF_TOKEN is used for gated repos, "
+        "HF_ENDPOINT for a mirror. Prints the downloaded file's path.",
+    )
+    p.add_argument(
+        "source", help="hf://owner/name/FILE.gguf or a https://…/resolve/…/FILE.gguf link"
+    )
+    p.add_argument("--online", action="store_true", help="allow this download")
+    p.add_argument("--cache-dir", type=Path, default=None, help="another Hugging Face cache folder")
+    p.set_defaults(func=run)
+
+
+def _require_online(args: argparse.Namespace) -> None:
+    if not args.online:
+        raise QuantLensError("Reading a Hugging Face repo needs the network, which is off.",
+                             NETWORK_OFF_HINT)  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from qtapp.core.remote.download import DownloadProgress, fetch_model
+    from qtapp.core.remote.listing import list_repo
+    from qtapp.core.remote.source import parse_source
+
+    ref = parse_source(args.source)
+    _require_online(args)
+    if ref.path is None:
+        raise QuantLensError(
+            f"{args.source} names a repo, not a file.",
+            f"See its files with: quantlens plan hf://{ref.repo_id} --online",
+        )
+    listing = list_repo(ref)
+    model = listing.find(ref.path)
+
+    def show(p: DownloadProgress) -> None:
+        print(
+            f"\r{model.name}: {p.fraction:.0%} {p.text()}   ", end="", file=sys.stderr, flush=True
+        )
+
+    try:
+        path = fetch_model(listing, model, True, args.cache_dir, progress=show)
+    finally:
+        print(file=sys.stderr)
+    print(path)
+    return 0
+
+
+# -- quantlens plan hf://… ------------------------------------------------------------------------
+def run_remote_plan(
+    args: argparse.Namespace,
+    build_inputs: Callable[[argparse.Namespace], tuple[PlanInputs, list[str], Any]],
+) -> int:
+    """Plan every GGUF model of a repo (or the one file named) with ``build_inputs``, the
+    function ``quantlens plan FILE`` builds a local file's plan inputs with."""
+    from qtapp.core.fit.exact import exact_memory
+    from qtapp.core.remote.fit import plan_repo
+    from qtapp.core.remote.listing import list_repo
+    from qtapp.core.remote.source import parse_source
+
+    try:
+        ref = parse_source(args.model)
+        _require_online(args)
+        listing = list_repo(ref)
+        if ref.path is not None:
+            listing = replace(listing, models=[listing.find(ref.path)])
+        warnings: list[str] = []
+
+        def inputs_for(path: Path) -> PlanInputs:
+            local = copy.copy(args)
+            local.model = str(path)
+            inp, _targets, _checks = build_inputs(local)
+            if not args.fast:  # llama.cpp's own KV / compute sizes (cached per file)
+                try:
+                    inp.exact[inp.settings] = exact_memory(inp.model, inp.settings)
+                except QuantLensError as exc:
+                    warnings.append(f"{path.name}: exact KV / compute unavailable ({exc.message})")
+            return inp
+
+        def show(i: int, n: int, name: str) -> None:
+            if not args.json:
+                print(f"\rreading header {i + 1} of {n}: {name}   ", end="", file=sys.stderr)
+
+        plan = plan_repo(listing, inputs_for, progress=show)
+    except QuantLensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.json:
+        print(file=sys.stderr)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=1))
+    else:
+        print(format_remote(plan))
+    return 0
+
+
+def _gib(b: float) -> str:
+    return f"{b / 2**30:7.2f}"
+
+
+def format_remote(plan: RepoPlan) -> str:
+    lines = [f"{plan.listing.repo_id} at {plan.listing.commit[:12]}", ""]
+    names = [f.model.name for f in plan.files]
+    w = max([4, *(len(n) for n in names)])
+    head = f"{'file':<{w}} {'type':<8} {'GiB':>7} {'parts':>5} {'verdict':<8} {'GPU':>7} "
+    head += f"{'host':>7} {'tg t/s':>7}  note"
+    lines += [head + "   (GiB)", "-" * len(head)]
+    for f in plan.files:
+        row = f.current
+        mark = "*" if f.model.name == plan.recommended else " "
+        if row is None:
+            lines.append(
+                f"{f.model.name:<{w}} {'':<8} {_gib(f.model.size)} {f.model.shards:>5} "
+                f"{'error':<8}  {f.error}"
+            )
+            continue
+        lines.append(
+            f"{f.model.name:<{w}} {f.file_type:<8} {_gib(f.model.size)} {f.model.shards:>5} "
+            f"{f.verdict + mark:<8} {_gib(row.gpu_bytes)} {_gib(row.host_bytes)} "
+            f"{row.tg_tps:7.1f}  {row.note}"
+        )
+    lines += [
+        "",
+        f"Recommended: {plan.recommended or 'none'}",
+        plan.why,
+        f"Headers read: {plan.stats.bytes:,} bytes in {plan.stats.requests} range requests.",
+    ]
+    if plan.recommended:
+        first = plan.listing.find(plan.recommended).first.path
+        lines.append(f"Download: quantlens fetch hf://{plan.listing.repo_id}/{first} --online")
+    return "\n".join(lines)
