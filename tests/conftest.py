@@ -7,12 +7,13 @@ import http.server
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from qtapp.ui.common.background import POOL_PREFIX
+from qtapp.ui.common.threads import POOL_PREFIX
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["QUANTLENS_NO_DIALOGS"] = "1"
@@ -69,18 +70,26 @@ def fresh_logging():
 @pytest.fixture(autouse=True)
 def no_dangling_threads():
     """Fail a test that leaves a thread behind (napari's dangling-thread guard)."""
-    before = {t.ident for t in threading.enumerate()}
+    before = {t.ident: t.name for t in threading.enumerate()}
     yield
-    leftover = []
-    for thread in threading.enumerate():
-        if thread.ident in before or not thread.is_alive():
-            continue
-        if thread.name.startswith(POOL_PREFIX):  # the background calls' pool stays by design
-            continue
-        thread.join(timeout=5)
-        if thread.is_alive() and thread.name.startswith(("ql-", "job-")):
-            leftover.append(thread.name)
-    assert not leftover, f"threads left behind: {leftover}"
+
+    def leftover() -> list[str]:
+        # a job's thread: its own, or one of the window's pool named after the job it runs
+        # (a pool thread running a background call keeps the pool's prefix: those stay)
+        return [
+            t.name
+            for t in threading.enumerate()
+            if t.is_alive()
+            and t.name.startswith(("ql-", "job-"))
+            and not t.name.startswith(POOL_PREFIX)
+            and before.get(t.ident) != t.name
+        ]
+
+    deadline = time.monotonic() + 5
+    while leftover() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    leftover_names = leftover()
+    assert not leftover_names, f"threads left behind: {leftover_names}"
 
 
 @pytest.fixture(scope="session")

@@ -41,9 +41,9 @@ def create_app() -> object:
     from qtapp.ui.common import gc_guard
 
     gc_guard.install(app)
-    from qtapp.ui.common import background
+    from qtapp.ui.common import threads
 
-    background.warm_up()  # the background calls' threads, started before the window shows
+    threads.warm_up()  # the threads of background calls and jobs, started before the window shows
     app.setApplicationName("QuantLens")
     app.setOrganizationName("QuantLens")
     app.setDesktopFileName("quantlens")

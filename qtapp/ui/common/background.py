@@ -3,9 +3,7 @@
 Used for file-system scans, unpacking the demo model and reading versions. The function gets the
 :class:`BackgroundCall` itself: ``call.report(fraction, message)``, ``call.emit_item(x)`` and
 ``call.should_stop()``; its result or error comes back as queued signals on the GUI thread.
-The calls run on a small pool of threads started once (:func:`warm_up`, when the app starts):
-``Thread.start()`` waits until the new thread has been scheduled and holds the GIL, which on
-busy cores stalled the window for up to 50 ms per call.
+The calls run on the window's pool of threads started with the app (:mod:`.threads`).
 """
 
 from __future__ import annotations
@@ -14,13 +12,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from qtapp.core.errors import QuantLensError
+from qtapp.ui.common.threads import POOL_PREFIX, pool
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ class BackgroundCall(QObject):
         self._future: Future[None] | None = None
 
     def start(self) -> BackgroundCall:
-        self._future = pool().submit(self._run)
+        self._future = pool().submit(self._run, f"{POOL_PREFIX} {self.name}")
         return self
 
     def _run(self) -> None:
@@ -93,29 +92,3 @@ class BackgroundCall(QObject):
     def wait(self, timeout: float = 10) -> None:
         if self._future is not None:
             wait_futures([self._future], timeout)
-
-
-#: threads for background calls: enough for a folder scan, the demo's unpacking, a header
-#: read and a download at once; more calls wait their turn
-POOL_THREADS = 6
-POOL_PREFIX = "ql-pool"
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def pool() -> ThreadPoolExecutor:
-    """The background calls' threads (made on first use; :func:`warm_up` starts them all)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix=POOL_PREFIX)
-        return _pool
-
-
-def warm_up() -> None:
-    """Start every pool thread now (at start-up), so no later call pays a thread start."""
-    executor = pool()
-    gate = threading.Barrier(POOL_THREADS + 1)
-    for _ in range(POOL_THREADS):  # each waits at the barrier: the pool must start a new one
-        executor.submit(gate.wait, 5)
-    gate.wait(5)

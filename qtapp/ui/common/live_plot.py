@@ -4,7 +4,7 @@ Slots only append to Python lists. One application-wide 60 ms timer (:class:`_Re
 pushes the new data of ONE changed chart per tick with ``setData`` (peak downsampling, clip to
 view): Qt repaints every dirty widget of a window in one go, so redrawing four charts in the same
 event-loop turn stalled it for the sum of their paints (95 ms measured); one chart per turn
-bounds a stall to one chart's paint. Axes are cached as pixmaps (their text is the costly part
+bounds a stall to one chart's paint. Axes paint from pixmaps (their text is the costly part
 of a repaint in software rendering) and the band is filled without antialiasing.
 Exports to PNG and SVG with pyqtgraph's exporters.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from qtapp.ui.common.axes import chart_axes
 from qtapp.ui.common.live_plot_parts import (
@@ -91,9 +91,6 @@ class LivePlot(QWidget):
         self.grid = light_grid(item, 0.25)
         item.setDownsampling(mode="peak", auto=True)
         item.setClipToView(True)
-        for name in ("left", "bottom"):
-            # repainting a curve then blits the axis (labels, grid) instead of replaying it
-            item.getAxis(name).setCacheMode(QGraphicsItem.DeviceCoordinateCache)
         if log_y:
             item.setLogMode(y=True)
         else:

@@ -1,22 +1,24 @@
 """The one adapter between core.jobs and Qt signals.
 
-A :class:`JobRunner` runs one :class:`~qtapp.core.jobs.job.Job` in a Python thread and re-emits its
-events as queued signals on the GUI thread. Widgets never block and never poll a process. A
-job's :class:`~qtapp.core.jobs.job.JobHooks` (store writes, clean-up) run in that thread too, so
-the GUI thread never waits for the disk.
+A :class:`JobRunner` runs one :class:`~qtapp.core.jobs.job.Job` in a thread of the window's pool
+and re-emits its events as queued signals on the GUI thread. Widgets never block and never poll
+a process. A job's :class:`~qtapp.core.jobs.job.JobHooks` (store writes, clean-up) run in that
+thread too, so the GUI thread never waits for the disk.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from qtapp.core.jobs.events import Cancelled, Event, Failed, Finished
 from qtapp.core.jobs.job import Job, JobHooks, JobSpec
+from qtapp.ui.common.threads import pool
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +39,13 @@ class JobRunner(QObject):
         self.spec = spec
         self.job = Job(spec, yield_to_window=True)
         self.hooks = hooks
-        self._thread: threading.Thread | None = None
+        self._pumping: Future[None] | None = None
+        self._canceller: Future[None] | None = None
         self.terminal: Event | None = None
 
     def start(self) -> None:
         """Start the child from the pump thread: spawning a process can take tens of ms."""
-        self._thread = threading.Thread(target=self._pump, daemon=True, name=f"ql-{self.spec.kind}")
-        self._thread.start()
+        self._pumping = pool().submit(self._pump, f"ql-{self.spec.kind}")
 
     def _pump(self) -> None:
         if self.hooks is not None:
@@ -65,19 +67,15 @@ class JobRunner(QObject):
 
     def cancel(self) -> None:
         """Kill the child without blocking the GUI thread (SIGKILL may follow after a grace)."""
-        self._canceller = threading.Thread(target=self.job.cancel, daemon=True, name="ql-cancel")
-        self._canceller.start()
+        self._canceller = pool().submit(self.job.cancel, "ql-cancel")
 
     def is_running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._pumping is not None and not self._pumping.done()
 
     def wait(self, timeout: float = 10) -> None:
         """Block until the pump thread ends (used on close, after cancel)."""
-        canceller = getattr(self, "_canceller", None)
-        if canceller is not None:
-            canceller.join(timeout)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        waiting = [f for f in (self._canceller, self._pumping) if f is not None]
+        wait_futures(waiting, timeout)
 
 
 class JobManager(QObject):
