@@ -38,6 +38,7 @@ PAGES: list[tuple[str, str]] = [
         "welcome",
         "hardware",
         "models",
+        "find",
         "fit",
         "quantize",
         "evaluate",

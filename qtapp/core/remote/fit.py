@@ -23,6 +23,7 @@ from qtapp.core.fit.plan import (
     current_weights,
     largest_context,
     make_plan,
+    plan_row,
 )
 from qtapp.core.remote.headers import ReadStats, fetch_model_headers
 from qtapp.core.remote.listing import RemoteModel, RepoListing
@@ -180,11 +181,13 @@ def _gib(b: float) -> str:
     return f"{b / GIB:.1f} GiB" if b >= GIB else f"{b / (1 << 20):.0f} MiB"
 
 
-def _need(row: PlanRow) -> int:
-    """What a row needs on the GPUs if everything were there (as the planner says it)."""
-    return row.gpu_bytes + sum(
-        d.weights_bytes + d.kv_bytes for d in row.devices if d.device == "CPU"
-    )
+def _need(fit: FileFit) -> int:
+    """What the file needs on the GPUs to run all on them: its plan on GPUs with room to
+    spare (a partial plan's own GPU figure counts only the layers that fit)."""
+    assert fit.inputs is not None and fit.plan is not None
+    inp = fit.inputs
+    roomy = replace(inp, gpus=[replace(d, free_bytes=1 << 60) for d in inp.gpus])
+    return plan_row(roomy, current_weights(fit.plan.model)).gpu_bytes
 
 
 def _context(fit: FileFit, verdict: str) -> int | None:
@@ -229,9 +232,7 @@ def recommend(fits: list[FileFit]) -> tuple[str | None, str]:
         above = [f for f in planned if f.rank() > best.rank()]
         if above:
             better = above[-1]
-            brow = better.current
-            assert brow is not None
-            why += f"; {better.model.name} ({better.file_type}) needs {_gib(_need(brow))}"
+            why += f"; {better.model.name} ({better.file_type}) needs {_gib(_need(better))}"
         ctx = _context(best, "fits")
         if ctx:
             why += f"; it still fits at up to {ctx:,} tokens of context"

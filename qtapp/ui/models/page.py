@@ -87,7 +87,13 @@ class Page(QWidget):
         self.open_button = QPushButton("Open")
         self.open_button.setToolTip("Open the selected model (Enter)")
         self.open_button.clicked.connect(self.open_selected)
+        self.hub_button = QPushButton("Find on Hugging Face…")
+        self.hub_button.setToolTip(
+            "Plan a Hugging Face repo's GGUF files before downloading one (the Find a model page)"
+        )
+        self.hub_button.clicked.connect(lambda: self.ctx.navigate.emit("find"))
         bar.addWidget(self.filter, 1)
+        bar.addWidget(self.hub_button)
         bar.addWidget(self.add_button)
         bar.addWidget(self.rescan_button)
         bar.addWidget(self.open_button)

@@ -115,9 +115,17 @@ class Page(QWidget):
             "and your own folders."
         )
         self.find_button.clicked.connect(lambda: self.ctx.navigate.emit("models"))
+        self.hub_button = QPushButton("Find a model on Hugging Face")
+        self.hub_button.setObjectName("secondary")
+        self.hub_button.setToolTip(
+            "Plan a Hugging Face repo's GGUF files from their headers, see which fits your "
+            "GPUs, and download that one (needs 'Allow downloads' in Settings)."
+        )
+        self.hub_button.clicked.connect(lambda: self.ctx.navigate.emit("find"))
         actions.addWidget(self.demo_button)
         actions.addWidget(self.open_button)
         actions.addWidget(self.find_button)
+        actions.addWidget(self.hub_button)
         actions.addStretch(1)
         outer.addLayout(actions)
         caption = QLabel(

@@ -1,0 +1,108 @@
+"""The Find a model page against the Hub on 127.0.0.1: nothing read while downloads are off;
+a table with a badge per file and the recommended one; a verified download the Models page
+finds; cancel; a bad repo in one line. Reachable from the Welcome and Models pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qtapp.core.app.settings import Settings
+from qtapp.ui.common.context import AppContext
+from qtapp.ui.find.page import Page
+from tests.hf_server import FakeHub, hf_hub, split_model
+
+pytestmark = pytest.mark.timeout(180)
+__all__ = ["hf_hub"]  # the fixture
+
+
+def _allow_downloads() -> None:
+    settings = Settings.load()
+    settings.network_allowed = True
+    settings.save()
+
+
+@pytest.fixture
+def page(qtbot, hf_hub: FakeHub, tiny_model: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from qtapp.testing.tiny import TinySpec, write_tiny_llama
+
+    parts = split_model(tiny_model, tmp_path / "src", "tiny-F16", 2)
+    f32 = write_tiny_llama(tmp_path / "src" / "tiny-F32.gguf", TinySpec(dtype="f32"))
+    (tmp_path / "page.gguf").write_text("<html>not a model</html>\n" * 10)
+    hf_hub.add_repo("org/tiny-GGUF", {
+        "tiny-F32.gguf": f32,
+        **{f"F16/{p.name}": p for p in parts},
+        "broken.gguf": tmp_path / "page.gguf",
+    })  # fmt: skip
+    p = Page(AppContext())
+    qtbot.addWidget(p)
+    p.endpoint = hf_hub.url
+    p.cache_dir = tmp_path / "hub"
+    p.gpus_box.setText("1GiB")
+    p.resize(1100, 600)
+    yield p
+    p.shutdown()
+
+
+def test_nothing_is_read_while_downloads_are_off(page: Page, hf_hub: FakeHub) -> None:
+    page.repo.setText("org/tiny-GGUF")
+    page.find_button.click()
+    assert "Downloads are off" in page.status.text() and page.settings_button.isVisibleTo(page)
+    assert hf_hub.requests == [] and page.table.rowCount() == 0
+
+
+def test_a_repo_becomes_a_table_with_badges_and_downloads_verified(
+    qtbot,  # noqa: ANN001
+    page: Page,
+    hf_hub: FakeHub,
+    tmp_path: Path,
+) -> None:
+    _allow_downloads()
+    page.repo.setText("org/tiny-GGUF")
+    page.find_button.click()
+    qtbot.waitUntil(lambda: page.plan is not None, timeout=60_000)
+    table = page.table
+    rows = {table.item(r, 0).text(): table.item(r, 3).text() for r in range(table.rowCount())}
+    assert set(rows) == {"★ F16/tiny-F16.gguf  (2 parts)", "tiny-F32.gguf", "broken.gguf"}
+    assert rows["broken.gguf"] == "⚠ Cannot plan"
+    assert "not a GGUF file" in table.item(2, 7).text() + table.item(1, 7).text() + \
+        table.item(0, 7).text()  # fmt: skip
+    assert rows["tiny-F32.gguf"].endswith(("Fits on GPU", "Partial offload", "Does not fit"))
+    assert page.plan is not None and page.plan.recommended == "F16/tiny-F16.gguf"
+    assert "Recommended: F16/tiny-F16.gguf" in page.why.text()
+    assert table.selected() is not None and page.download_button.isEnabled()
+    page.download_button.click()
+    qtbot.waitUntil(lambda: page.downloaded is not None, timeout=60_000)
+    assert page.downloaded is not None and page.downloaded.name == "tiny-F16-00001-of-00002.gguf"
+    assert "verified" in page.status.text() and page.open_button.isVisibleTo(page)
+    assert (page.downloaded.parent / "tiny-F16-00002-of-00002.gguf").is_file()
+    with qtbot.waitSignal(page.ctx.navigate) as nav:
+        page.open_button.click()
+    assert nav.args == ["fit"] and page.ctx.model_path == page.downloaded
+
+
+def test_a_bad_repo_is_one_line_and_leaves_an_empty_table(qtbot, page: Page) -> None:  # noqa: ANN001
+    _allow_downloads()
+    page.repo.setText("org/nope")
+    page.find_button.click()
+    qtbot.waitUntil(lambda: page.find_button.isEnabled(), timeout=30_000)
+    assert page.status.text().startswith("There is no model repo org/nope")
+    assert "\n" not in page.status.text() and page.table.rowCount() == 0
+    page.repo.setText("not a repo")
+    page.find_button.click()
+    assert "does not name a Hugging Face repo" in page.status.text()
+
+
+def test_welcome_and_models_lead_to_the_find_page(qtbot) -> None:  # noqa: ANN001
+    from qtapp.ui.models.page import Page as ModelsPage
+    from qtapp.ui.welcome.page import Page as WelcomePage
+
+    ctx = AppContext()
+    welcome, models = WelcomePage(ctx), ModelsPage(ctx)
+    qtbot.addWidget(welcome)
+    qtbot.addWidget(models)
+    for button in (welcome.hub_button, models.hub_button):
+        with qtbot.waitSignal(ctx.navigate) as nav:
+            button.click()
+        assert nav.args == ["find"]
