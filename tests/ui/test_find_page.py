@@ -106,3 +106,31 @@ def test_welcome_and_models_lead_to_the_find_page(qtbot) -> None:  # noqa: ANN00
         with qtbot.waitSignal(ctx.navigate) as nav:
             button.click()
         assert nav.args == ["find"]
+
+
+def test_cancel_stops_a_download_and_keeps_no_final_name(
+    qtbot,  # noqa: ANN001
+    hf_hub: FakeHub,
+    gemma_path: Path,
+    tmp_path: Path,
+) -> None:
+    _allow_downloads()
+    hf_hub.add_repo("google/gemma-GGUF", {gemma_path.name: gemma_path})
+    page = Page(AppContext())
+    qtbot.addWidget(page)
+    page.endpoint, page.cache_dir = hf_hub.url, tmp_path / "hub"
+    page.gpus_box.setText("24GiB")
+    page.repo.setText("google/gemma-GGUF")
+    page.find_button.click()
+    qtbot.waitUntil(lambda: page.plan is not None, timeout=60_000)
+    assert page.table.item(0, 3).text() == "✔ Fits on GPU"
+    page.download_button.click()
+    name = f"{gemma_path.name}:"  # the progress line: "NAME: 10.0 of 241.4 MiB, ..."
+    qtbot.waitUntil(lambda: page.status.text().startswith(name), timeout=60_000)
+    page.cancel_button.click()
+    qtbot.waitUntil(lambda: page.find_button.isEnabled(), timeout=60_000)
+    assert "was cancelled" in page.status.text() and page.downloaded is None
+    store = tmp_path / "hub" / "models--google--gemma-GGUF"
+    assert not (store / "snapshots").exists()
+    assert all(p.name.endswith(".incomplete") for p in (store / "blobs").iterdir())
+    page.shutdown()
