@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtapp.core.errors import QuantLensError
-from qtapp.core.remote.source import NETWORK_OFF_HINT
+
+#: what --online allows (the window's equivalent is NETWORK_OFF_HINT: 'Allow downloads')
+CLI_OFF_HINT = (
+    "QuantLens then reads only the files' headers (plan), or downloads the one file named (fetch)."
+)
 
 if TYPE_CHECKING:
     from qtapp.core.fit.plan import PlanInputs
@@ -40,19 +44,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def _require_online(args: argparse.Namespace) -> None:
+def _require_online(args: argparse.Namespace, what: str) -> None:
+    """The CLI touches the network only when the command line says so (``--online``)."""
     if not args.online:
-        raise QuantLensError("Reading a Hugging Face repo needs the network, which is off.",
-                             NETWORK_OFF_HINT)  # fmt: skip
+        raise QuantLensError(
+            f"{what} needs the network, which QuantLens uses only when asked.",
+            f"Add --online to the command: {CLI_OFF_HINT}",
+        )
 
 
 def run(args: argparse.Namespace) -> int:
-    from qtapp.core.remote.download import DownloadProgress, fetch_model
+    from qtapp.core.remote.download import DownloadProgress, fetch_model, snapshot_path
+    from qtapp.core.remote.headers import fetch_model_headers
     from qtapp.core.remote.listing import list_repo
     from qtapp.core.remote.source import parse_source
 
     ref = parse_source(args.source)
-    _require_online(args)
+    _require_online(args, f"Downloading {ref}")
     if ref.path is None:
         raise QuantLensError(
             f"{args.source} names a repo, not a file.",
@@ -60,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         )
     listing = list_repo(ref)
     model = listing.find(ref.path)
+    if not snapshot_path(listing, model, args.cache_dir).exists():
+        # the same checks as a local file's header before a byte of the data: a file that is
+        # no model (or a damaged one) is refused in one line, and nothing lands in the cache
+        fetch_model_headers(listing, model)
 
     def show(p: DownloadProgress) -> None:
         print(
@@ -86,9 +98,10 @@ def run_remote_plan(
     from qtapp.core.remote.listing import list_repo
     from qtapp.core.remote.source import parse_source
 
+    shown: list[str] = []  # the header lines printed (on one line, rewritten in place)
     try:
         ref = parse_source(args.model)
-        _require_online(args)
+        _require_online(args, f"Planning {ref}")
         listing = list_repo(ref)
         if ref.path is not None:
             listing = replace(listing, models=[listing.find(ref.path)])
@@ -107,13 +120,16 @@ def run_remote_plan(
 
         def show(i: int, n: int, name: str) -> None:
             if not args.json:
+                shown.append(name)
                 print(f"\rreading header {i + 1} of {n}: {name}   ", end="", file=sys.stderr)
 
         plan = plan_repo(listing, inputs_for, progress=show)
+        if ref.path is not None and plan.files[0].error:  # the one file asked for: one line
+            raise QuantLensError(plan.files[0].error)
     except QuantLensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(("\n" if shown else "") + f"error: {exc}", file=sys.stderr)
         return 2
-    if not args.json:
+    if shown:
         print(file=sys.stderr)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)

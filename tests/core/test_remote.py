@@ -5,6 +5,7 @@ models, the real Gemma 3 270M) with the headers huggingface_hub expects, and fau
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 from pathlib import Path
@@ -197,5 +198,68 @@ def test_cli_plan_refuses_without_online(
     monkeypatch.setenv("HF_ENDPOINT", hf_hub.url)
     assert main(["plan", "hf://org/tiny-GGUF", "--fast"]) == 2
     assert main(["fetch", "hf://org/tiny-GGUF/tiny-F16.gguf"]) == 1
-    err = capsys.readouterr().err
-    assert err.count("Allow downloads") == 2 and hf_hub.requests == []
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert out == "" and len(lines) == 2 and hf_hub.requests == []
+    assert lines[0].startswith("error: Planning hf://org/tiny-GGUF needs the network")
+    assert lines[1].startswith("error: Downloading hf://org/tiny-GGUF/tiny-F16.gguf needs")
+    assert all("Add --online" in line for line in lines)
+
+
+def test_cli_refuses_a_named_bad_file_in_one_line_and_downloads_none(
+    hf_hub: FakeHub,
+    repo_files,  # noqa: ANN001
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from qtapp.__main__ import main
+
+    hf_hub.add_repo("org/tiny-GGUF", repo_files)
+    monkeypatch.setenv("HF_ENDPOINT", hf_hub.url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache := tmp_path / "hub"))
+    cases = {
+        "bad/cut.gguf": "ends inside",
+        "bad/hostile.gguf": "implausible",
+        "bad/page.gguf": "not a GGUF file",
+    }
+    for name, words in cases.items():
+        for argv in (["plan", f"hf://org/tiny-GGUF/{name}", "--online", "--fast", "--json"],
+                     ["fetch", f"hf://org/tiny-GGUF/{name}", "--online"]):  # fmt: skip
+            assert main(argv) != 0, argv
+            out, err = capsys.readouterr()
+            assert out == "" and err.count("\n") == 1, (argv, err)
+            assert err.startswith(f"error: org/tiny-GGUF/{name} cannot be read as a GGUF model")
+            assert words in err and "choose another file" in err
+    assert not cache.exists()  # no byte of a bad file went into the Hugging Face cache
+    # the header copies of bad files are not kept either
+    remote = Path(os.environ["QUANTLENS_HOME"]) / "cache" / "remote" / "org--tiny-GGUF"
+    assert not [p for p in remote.rglob("*") if p.is_file()]
+
+
+def test_header_copies_keep_one_commit_per_repo_and_a_bounded_number_of_repos(
+    hf_hub: FakeHub,
+    repo_files,  # noqa: ANN001
+) -> None:
+    from qtapp.core.remote.headers import prune_headers
+
+    tiny = {"tiny-F16.gguf": repo_files["tiny-F16.gguf"]}
+    hf_hub.add_repo("org/a-GGUF", tiny, commit="a" * 40)
+    hf_hub.add_repo("org/b-GGUF", tiny, commit="b" * 40)
+    old = list_repo(parse_source("org/a-GGUF", endpoint=hf_hub.url))
+    plan_repo(old, _inputs)
+    assert (header_folder(old) / "tiny-F16.gguf").is_file()
+    hf_hub.repos["org/a-GGUF"].commit = "c" * 40  # the repo moved on
+    new = list_repo(parse_source("org/a-GGUF", endpoint=hf_hub.url))
+    assert new.commit == "c" * 40
+    plan = plan_repo(new, _inputs)
+    assert plan.recommended == "tiny-F16.gguf"
+    assert (header_folder(new) / "tiny-F16.gguf").is_file()
+    assert not header_folder(old).exists()  # the older commit's copies went
+    assert [p.name for p in header_folder(new).parent.iterdir()] == ["c" * 40]
+    other = list_repo(parse_source("org/b-GGUF", endpoint=hf_hub.url))
+    plan_repo(other, _inputs)
+    # of all repos, only the most recently planned ones are kept
+    assert prune_headers(other, keep_repos=1) == [header_folder(new).parent]
+    assert (header_folder(other) / "tiny-F16.gguf").is_file()
+    assert not header_folder(new).parent.exists()

@@ -43,7 +43,8 @@ class Settings:
     eval_text: str | None = None  # path of a UTF-8 text file; None = the built-in text
     theme: str = "system"  # "system" | "light" | "dark"
     first_run_done: bool = False
-    #: downloads the user asks for (standard task files); off: nothing touches the network
+    #: network use the user asks for: reading the headers of a Hugging Face repo's GGUF files,
+    #: downloading a model from it, standard task files; off: nothing touches the network
     network_allowed: bool = False
     recent_models: list[str] = field(default_factory=list)
 

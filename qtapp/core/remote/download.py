@@ -173,6 +173,7 @@ def fetch_model(
             "Choose another file of the repo.",
         )
     blobs = store / "blobs"
+    new_store = not store.exists()
     try:
         blobs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -181,12 +182,16 @@ def fetch_model(
             "Set HF_HUB_CACHE (or HF_HOME) to a writable folder.",
         ) from None
     blob_paths = [blobs / _blob_name(f) for f in model.files]
-    _check_space(cache_dir, model, blob_paths)
-    clock = _Clock(model.size, sum(_have(b) for b in blob_paths), progress)
-    for f, blob in zip(model.files, blob_paths, strict=True):
-        if blob.exists():
-            continue
-        _fetch_one(listing, f, blob, token, clock, should_stop, model.name)
+    try:
+        _check_space(cache_dir, model, blob_paths)
+        clock = _Clock(model.size, sum(_have(b) for b in blob_paths), progress)
+        for f, blob in zip(model.files, blob_paths, strict=True):
+            if blob.exists():
+                continue
+            _fetch_one(listing, f, blob, token, clock, should_stop, model.name)
+    except BaseException:
+        _tidy(store if new_store else None, blob_paths)
+        raise
     from huggingface_hub.file_download import (
         _cache_commit_hash_for_specific_revision,
         _create_symlink,
@@ -197,6 +202,20 @@ def fetch_model(
         _create_symlink(str(blob), str(pointer), new_blob=True)
     _cache_commit_hash_for_specific_revision(str(store), listing.ref.revision, listing.commit)
     return final
+
+
+def _tidy(new_store: Path | None, blobs: list[Path]) -> None:
+    """After a failed or cancelled try: drop empty parts (nothing to resume) and the repo's
+    cache folder when this try made it and nothing in it is worth keeping."""
+    for blob in blobs:
+        part = blob.with_name(blob.name + ".incomplete")
+        try:
+            if part.stat().st_size == 0:
+                part.unlink()
+        except OSError:
+            pass
+    if new_store is not None and not any(p.is_file() for p in new_store.rglob("*")):
+        shutil.rmtree(new_store, ignore_errors=True)
 
 
 def _get(

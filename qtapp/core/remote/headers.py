@@ -23,7 +23,15 @@ from qtapp.core.gguf.reader import GGUF_MAGIC, GGUFFormatError, _Cursor, _parse
 from qtapp.core.remote.listing import RemoteFile, RemoteModel, RepoListing
 from qtapp.core.remote.source import hub_endpoint, hub_errors
 
-__all__ = ["FIRST_READ", "MAX_REMOTE_HEADER", "ReadStats", "fetch_model_headers", "header_folder"]
+__all__ = [
+    "FIRST_READ",
+    "KEEP_REPOS",
+    "MAX_REMOTE_HEADER",
+    "ReadStats",
+    "fetch_model_headers",
+    "header_folder",
+    "prune_headers",
+]
 
 #: the first range request; later ones double the bytes held, at most MAX_STEP at a time
 FIRST_READ = 256 << 10
@@ -31,6 +39,8 @@ MAX_STEP = 2 << 20
 #: a header larger than this is refused before it is fetched (the biggest real ones, MoE
 #: models with 1,000+ tensors a shard, are tens of MiB)
 MAX_REMOTE_HEADER = 256 << 20
+#: repos whose header copies are kept (the most recently planned); of each only one commit
+KEEP_REPOS = 16
 
 
 @dataclass
@@ -91,13 +101,45 @@ class _RemoteCursor(_Cursor):
         self.end = len(self.buf)
 
 
+def remote_cache() -> Path:
+    """QuantLens's folder of header copies: ``<owner>--<name>/<commit>/<path in the repo>``."""
+    from qtapp.core.app.paths import app_paths
+
+    return app_paths().cache / "remote"
+
+
 def header_folder(listing: RepoListing) -> Path:
     """Where the headers of this repo at this commit are laid down (kept: a second plan of the
     same commit reads nothing)."""
-    from qtapp.core.app.paths import app_paths
-
     owner, name = listing.repo_id.split("/", 1)
-    return app_paths().cache / "remote" / f"{owner}--{name}" / listing.commit
+    return remote_cache() / f"{owner}--{name}" / listing.commit
+
+
+def prune_headers(listing: RepoListing, keep_repos: int = KEEP_REPOS) -> list[Path]:
+    """Keep the cache of header copies bounded: of this repo only the commit being planned
+    (an older commit's copies are never read again once the repo moved on), and of all repos
+    only the ``keep_repos`` planned most recently. Returns the folders removed."""
+    import shutil
+
+    folder = header_folder(listing)
+    repo_dir = folder.parent
+    removed: list[Path] = []
+    olds: list[Path] = []
+    try:
+        if repo_dir.is_dir():
+            os.utime(repo_dir)  # planned now: the newest repo
+            olds = [p for p in repo_dir.iterdir() if p.is_dir() and p.name != folder.name]
+        repos = sorted(
+            (p for p in repo_dir.parent.iterdir() if p.is_dir() and "--" in p.name),
+            key=lambda p: p.stat().st_mtime_ns,
+            reverse=True,
+        )
+    except OSError:  # no cache yet, or one that cannot be read: nothing to prune
+        return removed
+    for old in olds + [p for p in repos[keep_repos:] if p != repo_dir]:
+        shutil.rmtree(old, ignore_errors=True)
+        removed.append(old)
+    return removed
 
 
 def _header_bytes(
@@ -165,6 +207,7 @@ def fetch_model_headers(
         )
     stats = stats if stats is not None else ReadStats()
     folder = header_folder(listing)
+    prune_headers(listing)
     paths = [folder / f.path for f in model.files]
     with hub_errors(listing.ref, token):
         for f, dest in zip(model.files, paths, strict=True):

@@ -157,10 +157,15 @@ class Page(QWidget):
         # -- network ----------------------------------------------------------------------------
         net_box = QGroupBox("Network")
         nf = QFormLayout(net_box)
-        self.network = QCheckBox("Allow downloads I ask for (standard task files)")
+        self.network = QCheckBox(
+            "Allow downloads I ask for (models and their headers from Hugging Face, standard "
+            "task files)"
+        )
         self.network.setToolTip(
-            "Off: QuantLens never touches the network. On: only the downloads you start "
-            "(Evaluate page, 'Get a standard set'); nothing is fetched by itself."
+            "Off: QuantLens never touches the network. On: only what you start: reading the "
+            "headers of a Hugging Face repo's GGUF files and downloading the one you choose "
+            "(Find a model page), and standard task files (Evaluate page, 'Get a standard "
+            "set'); nothing is fetched by itself."
         )
         nf.addRow("Downloads:", self.network)
         lay.addWidget(net_box)
