@@ -71,6 +71,9 @@ def test_a_repo_becomes_a_table_with_badges_and_downloads_verified(
     assert rows["tiny-F32.gguf"].endswith(("Fits on GPU", "Partial offload", "Does not fit"))
     assert page.plan is not None and page.plan.recommended == "F16/tiny-F16.gguf"
     assert "Recommended: F16/tiny-F16.gguf" in page.why.text()
+    (rec,) = [r for r in range(table.rowCount()) if table.item(r, 0).text().startswith("★")]
+    tip = table.item(rec, 3).toolTip()  # per device, as the Fit page breaks it down
+    assert "weights" in tip and "KV cache" in tip and "compute" in tip and "usable" in tip
     assert table.selected() is not None and page.download_button.isEnabled()
     page.download_button.click()
     qtbot.waitUntil(lambda: page.downloaded is not None, timeout=60_000)
@@ -134,3 +137,29 @@ def test_cancel_stops_a_download_and_keeps_no_final_name(
     assert not (store / "snapshots").exists()
     assert all(p.name.endswith(".incomplete") for p in (store / "blobs").iterdir())
     page.shutdown()
+
+
+def test_page_shortcuts_follow_the_navigation_and_the_readme_lists_them(qtbot) -> None:  # noqa: ANN001
+    """Find a model is the fourth page: Ctrl+4 opens it, and the README's key line names the
+    pages in the order Ctrl+1 ... Ctrl+9 open them."""
+    import re
+
+    from PySide6.QtGui import QKeySequence, QShortcut
+
+    from qtapp.ui.main_window import MainWindow
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    titles = [window.nav.item(i).text() for i in range(window.nav.count())]
+    keys = {s.key().toString(): s for s in window.findChildren(QShortcut)}
+    for n, title in enumerate(titles[:9], start=1):
+        keys[QKeySequence(f"Ctrl+{n}").toString()].activated.emit()
+        assert window.nav.currentItem().text() == title
+    assert window.current_page_key() == "settings"
+    keys["Ctrl+4"].activated.emit()
+    assert window.current_page_key() == "find"
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    m = re.search(r"\*\*Ctrl\+1\*\* to \*\*Ctrl\+9\*\* open the pages[^(]*\(([^)]*)\)", readme)
+    assert m is not None, "README: the line listing Ctrl+1 ... Ctrl+9"
+    assert [t.strip() for t in " ".join(m[1].split()).split(",")] == titles[:9]
+    window.close()

@@ -109,9 +109,19 @@ class FileTable(QTableWidget):
 
 
 def _tooltip(fit: FileFit) -> str:
-    files = "\n".join(f"{f.path}  sha256 {f.sha256 or '?'}" for f in fit.model.files)
+    """Per device, what the file needs (weights, KV cache, compute) of what it may use, as the
+    Fit page shows it; then the placement's llama.cpp flags and every shard's sha256."""
+    lines: list[str] = []
     row = fit.current
-    plan = ""
     if row is not None:
-        plan = "\n" + (row.llama_args and f"llama.cpp placement: {row.llama_args}")
-    return files + plan
+        for u in row.devices:
+            parts = f"weights {human_bytes(u.weights_bytes)} + KV cache {human_bytes(u.kv_bytes)}"
+            parts += f" + compute {human_bytes(u.compute_bytes + u.overhead_bytes)}"
+            of = f" of {human_bytes(u.budget_bytes)} usable" if u.budget_bytes else ""
+            lines.append(f"{u.device}: {parts} = {human_bytes(u.total_bytes)}{of}")
+        lines.append(f"about {row.tg_tps:.1f} tokens/s generating, {row.pp_tps:.0f} reading")
+        if row.llama_args:
+            lines.append(f"llama.cpp placement: {row.llama_args}")
+        lines.append("'Open its plan' shows every quant type with llama.cpp's exact figures.")
+    lines += [f"{f.path}  sha256 {f.sha256 or '?'}" for f in fit.model.files]
+    return "\n".join(lines)
