@@ -68,9 +68,11 @@ def test_a_repo_becomes_a_table_with_badges_and_downloads_verified(
     assert rows["broken.gguf"] == "⚠ Cannot plan"
     assert "not a GGUF file" in table.item(2, 7).text() + table.item(1, 7).text() + \
         table.item(0, 7).text()  # fmt: skip
-    assert rows["tiny-F32.gguf"].endswith(("Fits on GPU", "Partial offload", "Does not fit"))
+    assert rows["tiny-F32.gguf"].endswith(
+        ("Fits on GPU", "Partial offload", "Layers on CPU", "Does not fit")
+    )
     assert page.plan is not None and page.plan.recommended == "F16/tiny-F16.gguf"
-    assert "Recommended: F16/tiny-F16.gguf" in page.why.text()
+    assert page.why.text().startswith("<b>Recommended: F16/tiny-F16.gguf</b> — No file fits")
     (rec,) = [r for r in range(table.rowCount()) if table.item(r, 0).text().startswith("★")]
     tip = table.item(rec, 3).toolTip()  # per device, as the Fit page breaks it down
     assert "weights" in tip and "KV cache" in tip and "compute" in tip and "usable" in tip

@@ -7,6 +7,7 @@ touches the network unless 'Allow downloads' is on in Settings.
 
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 
@@ -92,6 +93,8 @@ class Page(QWidget):
         self.find_button = QPushButton("Plan its files")
         self.find_button.setObjectName("primary")
         self.find_button.clicked.connect(self.find)
+        for box in (self.repo, self.ctx_box, self.gpus_box):  # one row height with the button
+            box.setMinimumHeight(self.find_button.sizeHint().height())
         bar.addWidget(self.repo, 1)
         bar.addWidget(self.ctx_box)
         bar.addWidget(QLabel("GPUs"))
@@ -238,11 +241,12 @@ class Page(QWidget):
         self._set_busy(False)
         self.table.mark_recommended(plan.recommended)
         gpus = "your GPUs" if not self.gpus_box.text().strip() else self.gpus_box.text().strip()
-        self.why.setText(
-            f"<b>Recommended: {plan.recommended or 'none'}</b> — {plan.why}"
-            if plan.recommended
-            else plan.why
-        )
+        why = html.escape(plan.why)
+        if plan.recommended:  # the explanation starts with the file's name: said once, in bold
+            name = html.escape(plan.recommended)
+            rest = why.removeprefix(name + " ")
+            why = f"<b>Recommended: {name}</b> " + (rest if rest != why else f"— {why}")
+        self.why.setText(why)
         n = len(plan.files)
         self.status.setText(
             f"{plan.listing.repo_id}: {n} model file{'s' if n != 1 else ''} planned at context "

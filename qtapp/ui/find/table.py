@@ -64,6 +64,9 @@ class FileTable(QTableWidget):
         name = m.name + (f"  ({m.shards} parts)" if m.shards > 1 else "")
         current = fit.current
         badge = (CPU_BADGES if self.gpu_less and fit.verdict != "error" else BADGES)[fit.verdict]
+        gpu = not self.gpu_less and current is not None
+        if gpu and fit.verdict == "partial" and current and current.n_gpu_layers == 0:
+            badge = "◐ Layers on CPU"  # only buffers fit on the GPU: every layer runs on the CPU
         cells = [name, fit.file_type or "—", human_bytes(m.size), badge]
         if current is not None:
             cells += [
