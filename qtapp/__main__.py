@@ -8,7 +8,8 @@ import sys
 from qtapp import __version__
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or only the subcommand ``only`` (see ``register_all``)."""
     from qtapp.cli import register_all
 
     parser = argparse.ArgumentParser(
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true", help="open the window on the demo model")
     parser.add_argument("--open", metavar="MODEL", help="open this GGUF file in the window")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register_all(sub)
+    register_all(sub, only)
     return parser
 
 
@@ -33,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         from qtapp.core.jobs.engine.worker import main as worker_main
 
         return worker_main()
+    from qtapp.cli import command_of
     from qtapp.core.app.logsetup import setup_logging
 
-    parser = build_parser()
+    parser = build_parser(command_of(argv))
     args = parser.parse_args(argv)
     setup_logging(verbose=False)
     if getattr(args, "func", None) is not None:

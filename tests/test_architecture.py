@@ -22,6 +22,7 @@ ENGINE = "qtapp.core.jobs.engine"
 #: what the child may use besides itself: plain domain code that never starts or tracks jobs
 ENGINE_MAY_IMPORT = (
     "qtapp.core.errors",
+    "qtapp.core.light_import",
     "qtapp.core.jobs.events",
     "qtapp.core.gguf",
     "qtapp.core.fit.quants",

@@ -15,8 +15,18 @@ from qtapp.core.errors import QuantLensError
 COMMANDS = ["hw", "plan", "fetch", "quantize", "eval", "tasks", "versus", "get_tasks", "results"]
 
 
-def register_all(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand a command line names first (None: options only, or the window)."""
+    names = {name.replace("_", "-") for name in COMMANDS}
+    return argv[0] if argv and argv[0] in names else None
+
+
+def register_all(sub: argparse._SubParsersAction, only: str | None = None) -> None:  # type: ignore[type-arg]
+    """Every subcommand, or ``only`` the one a command line names: a command imports just its
+    own module (``quantlens plan`` must not pay numpy and the evaluation modules' imports)."""
     for name in COMMANDS:
+        if only is not None and name.replace("_", "-") != only:
+            continue
         try:
             module = importlib.import_module(f"qtapp.cli.{name}_cmd")
         except ModuleNotFoundError as exc:

@@ -63,3 +63,50 @@ def test_split_models_get_a_lean_copy_per_shard(tmp_path: Path, monkeypatch) -> 
     ]
     targets = ["Q4_K_M", "Q2_K", "Q8_0"]
     assert _sizes(first, targets, lean=True) == _sizes(first, targets, lean=False)
+
+
+def _memory(path: Path, lean: bool, **settings: object) -> dict[str, object]:
+    r = run_job("dry_load", model=str(path), lean=lean, **settings)
+    # what the plan reads: buffers per device and kind, KV caches, flash attention, n_ctx
+    return {k: r[k] for k in ("devices", "kv_caches", "flash_attn", "n_ctx", "weights_bytes")}
+
+
+SETTINGS = [
+    {"n_ctx": 4096},
+    {"n_ctx": 8192, "type_k": "q8_0", "type_v": "q8_0", "flash_attn": "on", "n_ubatch": 256},
+    {"n_ctx": 2048, "n_seq_max": 2, "swa_full": True, "flash_attn": "off"},
+]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "qwen3moe", "qwen35moe"])
+def test_the_no_alloc_load_of_the_lean_copy_gives_the_same_buffers(
+    arch: str, tmp_path: Path
+) -> None:
+    from qtapp.testing.archs import write_tiny_gemma3, write_tiny_qwen3moe
+    from qtapp.testing.tiny import write_tiny_llama
+
+    writers = {
+        "llama": write_tiny_llama,
+        "gemma3": write_tiny_gemma3,  # sliding-window layers
+        "qwen3moe": write_tiny_qwen3moe,
+        "qwen35moe": lambda p: write_qwen35moe(p, Qwen35MoeSpec(n_vocab=5000)),  # hybrid
+    }
+    path = writers[arch](tmp_path / f"{arch}.gguf")
+    for settings in SETTINGS:
+        lean = _memory(path, True, **settings)
+        assert lean["devices"] and lean["kv_caches"] or arch == "qwen35moe"
+        assert lean == _memory(path, False, **settings), settings
+
+
+@pytest.mark.timeout(600)
+def test_gemma_loads_the_same_from_its_lean_copy(gemma_path: Path) -> None:
+    """Gemma 3 270M: 262k tokens, all llama.cpp's vocabulary-sized buffers (logits)."""
+    for settings in SETTINGS[:2]:
+        assert _memory(gemma_path, True, **settings) == _memory(gemma_path, False, **settings)
+
+
+def test_no_vocab_names_the_tokenizer_none_and_keeps_its_size(hybrid: Path, tmp_path: Path) -> None:
+    lean = read_gguf(lean_copy(hybrid, tmp_path, no_vocab=True)).metadata
+    assert lean["tokenizer.ggml.model"] == "none"
+    assert lean["qwen35moe.vocab_size"] == 5000
+    assert not any(isinstance(v, ArrayInfo) for v in lean.values())

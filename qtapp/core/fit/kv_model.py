@@ -10,11 +10,17 @@ sequence. The compute buffer is an estimate (the dry load replaces it with llama
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from typing import TYPE_CHECKING
 
 from qtapp.core.errors import QuantLensError
 from qtapp.core.gguf.model import ModelInfo
+from qtapp.core.light_import import submodule
+
+if TYPE_CHECKING:
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+else:  # the type table without numpy (see qtapp.core.light_import)
+    _gguf = submodule("gguf", "constants")
+    GGML_QUANT_SIZES, GGMLQuantizationType = _gguf.GGML_QUANT_SIZES, _gguf.GGMLQuantizationType
 
 #: llama.cpp's n_ctx is a uint32; beyond this no KV cache could be allocated anyway
 MAX_CTX = 2**31 - 1

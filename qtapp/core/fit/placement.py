@@ -182,36 +182,51 @@ def _copied(m: ModelInfo, w: Weights, n_layer_all: int, repack: HostRepack) -> C
     return c
 
 
-def group_weights_uncached(m: ModelInfo, w: Weights, n_layer_all: int) -> Layered:
-    layer = [0] * n_layer_all
-    experts = [0] * n_layer_all
-    embd = output = other = 0
-    tied = m.tied_embeddings
-    floats = False
+def _tensor_slots(
+    m: ModelInfo, n_layer_all: int
+) -> tuple[list[tuple[str, int, int]], list[tuple[str, str]]]:
+    """Per tensor (name, file bytes, slot), once per model: slots 0..n-1 are the blocks, n..2n-1
+    their experts, then token_embd, output and the rest; and the large matrices (name, file
+    type) that may be floats. A plan groups some 40 targets' weights by these."""
+    key = ("slots", n_layer_all)
+    hit: tuple[list[tuple[str, int, int]], list[tuple[str, str]]] | None = m.memo.get(key)
+    if hit is not None:
+        return hit
+    n = n_layer_all
+    table: list[tuple[str, int, int]] = []
+    matrices: list[tuple[str, str]] = []
     for t in m.tensors:
-        b = w.tensors.get(t.name, t.bytes)
-        ttype = w.types.get(t.name) if w.exact else None
-        if (
-            len(t.shape) >= 2
-            and t.n_elements >= 1 << 20
-            and (ttype or t.type) in FLOAT_TYPES
-            and (w.exact or w.target in ("F16", "BF16", "F32", "current"))
-        ):
-            floats = True
-        if t.layer is not None and t.layer < n_layer_all:
-            if t.is_expert:
-                experts[t.layer] += b
-            else:
-                layer[t.layer] += b
+        if len(t.shape) >= 2 and t.n_elements >= 1 << 20:
+            matrices.append((t.name, t.type))
+        if t.layer is not None and t.layer < n:
+            slot = t.layer + (n if t.is_expert else 0)
         elif t.name == "token_embd.weight":
-            embd += b
-            if tied:
-                output += b
+            slot = 2 * n
         elif t.name.startswith("output"):
-            output += b
+            slot = 2 * n + 1
         else:
-            other += b
-    return Layered(layer, experts, embd, output, other, floats, embd if tied else 0)
+            slot = 2 * n + 2
+        table.append((t.name, t.bytes, slot))
+    m.memo[key] = (table, matrices)
+    return table, matrices
+
+
+def group_weights_uncached(m: ModelInfo, w: Weights, n_layer_all: int) -> Layered:
+    table, matrices = _tensor_slots(m, n_layer_all)
+    n = n_layer_all
+    sums = [0] * (2 * n + 3)
+    size = w.tensors.get
+    for name, file_bytes, slot in table:
+        sums[slot] += size(name, file_bytes)
+    floats = False
+    if w.exact or w.target in ("F16", "BF16", "F32", "current"):
+        types = w.types if w.exact else {}
+        floats = any((types.get(name) or ftype) in FLOAT_TYPES for name, ftype in matrices)
+    embd, output, other = sums[2 * n], sums[2 * n + 1], sums[2 * n + 2]
+    tied = m.tied_embeddings
+    if tied:
+        output += embd
+    return Layered(sums[:n], sums[n : 2 * n], embd, output, other, floats, embd if tied else 0)
 
 
 @dataclass

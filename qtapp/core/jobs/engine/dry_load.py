@@ -11,12 +11,13 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import tempfile
 import time
 from typing import Any
 
-import llama_cpp
-
 from qtapp.core.errors import QuantLensError
+from qtapp.core.gguf.lean import lean_copy
+from qtapp.core.jobs.engine.llama_lib import llama_cpp
 from qtapp.core.jobs.engine.llama_log import LlamaLog
 
 MIB = 1024 * 1024
@@ -63,8 +64,26 @@ def parse_buffers(lines: list[str]) -> dict[str, Any]:
 
 def dry_load(params: dict[str, Any], emit: Any) -> dict[str, Any]:
     """params: model, n_ctx, type_k, type_v, n_batch, n_ubatch, flash_attn, swa_full,
-    n_gpu_layers, n_seq_max. Returns per-device buffer sizes in bytes."""
+    n_gpu_layers, n_seq_max. Returns per-device buffer sizes in bytes.
+
+    A no-alloc load reads a lean copy of the header without the vocabulary (see
+    :func:`~qtapp.core.gguf.lean.lean_copy`); ``lean`` false loads the file itself (the tests
+    compare both); a ``real`` load always loads the file."""
     model_path = str(params["model"])
+    if params.get("real", False) or not params.get("lean", True):
+        return _dry_load(model_path, params)
+    with tempfile.TemporaryDirectory(prefix="quantlens-lean-") as tmp:
+        try:
+            lean = str(lean_copy(model_path, tmp, no_vocab=True))
+        except (OSError, QuantLensError):  # a full disk: the load is only slower
+            return _dry_load(model_path, params)
+        try:
+            return _dry_load(lean, params)
+        except QuantLensError as exc:
+            raise QuantLensError(exc.message.replace(lean, model_path), exc.hint) from None
+
+
+def _dry_load(model_path: str, params: dict[str, Any]) -> dict[str, Any]:
     lines: list[str] = []
     t0 = time.perf_counter()
     with LlamaLog(lambda _lvl, line: lines.append(line)) as log:

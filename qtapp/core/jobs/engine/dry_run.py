@@ -7,14 +7,15 @@ shape and chosen type (``ggml_row_size`` semantics, via the gguf package's block
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 from typing import Any
 
-import llama_cpp
-
 from qtapp.core.errors import QuantLensError
 from qtapp.core.fit.quants import Recipe, tensor_bytes
-from qtapp.core.jobs.engine.llama_log import LlamaLog
+from qtapp.core.jobs.engine.llama_lib import llama_cpp
+from qtapp.core.jobs.engine.llama_log import LogRecord
 from qtapp.core.jobs.engine.qparams import TENSOR_LINE, QuantParams, QuantRequest
 
 
@@ -37,19 +38,31 @@ def _tensor_count(_errors: list[str], tensors: list[dict[str, Any]]) -> int:
     return max((t.get("of", 0) for t in tensors), default=0)
 
 
-def parse_tensor_line(line: str) -> dict[str, Any] | None:
-    match = TENSOR_LINE.match(line.strip())
-    if not match:
-        return None
-    _, total, name, shape_text, src_type, _conv, _size, _new, new_type = match.groups()
-    shape = [int(x) for x in shape_text.split(",") if x.strip()]
+#: the tensor lines of a whole log text (one regex pass: a plan parses ~45k of them)
+TENSOR_LINES = re.compile(r"^[ \t]*" + TENSOR_LINE.pattern.removeprefix("^"), re.MULTILINE)
+ERROR_LINE = re.compile(r"^.*error.*$", re.MULTILINE | re.IGNORECASE)
+
+
+def parse_tensor_lines(text: str) -> list[dict[str, Any]]:
+    return [_tensor_row(m.groups()) for m in TENSOR_LINES.finditer(text)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape_bytes(shape_text: str, dst: str) -> tuple[tuple[int, ...], int]:
+    shape = tuple(int(x) for x in shape_text.split(",") if x.strip())
+    return shape, tensor_bytes(dst, shape)
+
+
+def _tensor_row(groups: tuple[str | Any, ...]) -> dict[str, Any]:
+    _, total, name, shape_text, src_type, _conv, _size, _new, new_type = groups
     dst = (new_type or src_type).upper()
+    shape, nbytes = _shape_bytes(shape_text, dst)  # expert tensors repeat a few shapes
     return {
         "name": name,
-        "shape": shape,
+        "shape": list(shape),
         "src_type": src_type.upper(),
         "type": dst,
-        "bytes": tensor_bytes(dst, shape),
+        "bytes": nbytes,
         "of": int(total),
     }
 
@@ -79,16 +92,14 @@ def dry_quantize(
     tensors: list[dict[str, Any]] = []
     errors: list[str] = []
 
-    def on_line(level: int, line: str) -> None:
-        row = parse_tensor_line(line)
-        if row is not None:
-            tensors.append(row)
-        elif level >= 3 or "error" in line.lower():  # GGML_LOG_LEVEL_WARN = 3, ERROR = 4
-            errors.append(line.strip())
-
     t0 = time.perf_counter()
-    with LlamaLog(on_line):
+    with LogRecord() as log:
         code = llama_cpp.llama_model_quantize(model.encode(), b"/dev/null", qp.pointer())
+    for level, text in log.runs():
+        tensors += parse_tensor_lines(text)
+        # warnings and errors (GGML_LOG_LEVEL_WARN = 3, ERROR = 4), and lines naming an error
+        suspects = text.splitlines() if level >= 3 else ERROR_LINE.findall(text)
+        errors += [x.strip() for x in suspects if x.strip() and not TENSOR_LINE.match(x.strip())]
     expected = _tensor_count(errors, tensors)
     if code == 0 and tensors and expected and len(tensors) != expected:
         raise QuantLensError(

@@ -7,9 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import llama_cpp
-
 from qtapp.core.fit.quants import QUANT_TYPES, Recipe, ggml_type_id, resolve_target
+from qtapp.core.jobs.engine.llama_lib import llama_cpp
 
 #: one tensor line of llama.cpp's quantize log
 TENSOR_LINE = re.compile(

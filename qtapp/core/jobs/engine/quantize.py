@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-import llama_cpp
-
 from qtapp.core.errors import QuantLensError
 from qtapp.core.fit.quants import Recipe
+from qtapp.core.hardware.llama_build import llama_cpp_python_version
 from qtapp.core.jobs.engine import lifeline
 from qtapp.core.jobs.engine.dry_run import dry_quantize
+from qtapp.core.jobs.engine.llama_lib import llama_cpp
 from qtapp.core.jobs.engine.llama_log import LlamaLog
 from qtapp.core.jobs.engine.qparams import QuantParams, QuantRequest
 from qtapp.core.jobs.engine.quant_progress import ProgressTracker, failure_message
@@ -194,7 +194,7 @@ def quantize(params: dict[str, Any], emit: Any) -> dict[str, Any]:
         "cpu_seconds": cpu_seconds,
         "rules": dry["rules"],
         "imatrix": str(imatrix_path) if imatrix_path else None,
-        "llama_cpp": getattr(llama_cpp, "__version__", ""),
+        "llama_cpp": llama_cpp_python_version() or "",
         "source": str(model),
     }
 
