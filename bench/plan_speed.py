@@ -2,8 +2,10 @@
 
     python3 bench/plan_speed.py [--runs 3]
 
-Two models: the Qwen3.5-397B-A17B header-only seed (60 layers, 512 experts, 248k-token
-vocabulary; sparse, written here) and the real Gemma 3 270M (262k-token vocabulary).
+Three models: the Qwen3.5-397B-A17B header-only seed (60 layers, 512 experts, 248k-token
+vocabulary; sparse, written here), a Qwen2.5-7B header (28 layers, 152k-token vocabulary; its
+Q4_K_M sizes to 4,677,120,000 bytes of weights, the real file's 4.68 GB less its header) and the
+real Gemma 3 270M (262k-token vocabulary).
 For each:
 
 * cold: ``quantlens plan MODEL --gpus 2x48GiB --json`` as a new process with an empty figure
@@ -40,7 +42,7 @@ from qtapp.core.fit.kv_model import ContextSettings  # noqa: E402
 from qtapp.core.fit.plan import PlanInputs, make_plan, targets_for  # noqa: E402
 from qtapp.core.gguf.model import read_model  # noqa: E402
 from qtapp.core.jobs.job import run_job  # noqa: E402
-from qtapp.testing.archs import QWEN35_397B, write_qwen35moe  # noqa: E402
+from qtapp.testing.archs import QWEN35_397B, write_qwen2, write_qwen35moe  # noqa: E402
 
 
 def cli_seconds(model: Path, home: Path, clear: bool) -> float:
@@ -76,7 +78,12 @@ def main() -> int:
         home = Path(tmp) / "home"
         os.environ["QUANTLENS_HOME"] = str(home)
         seed = write_qwen35moe(Path(tmp) / "seed.gguf", QWEN35_397B)
-        models = [("Qwen3.5-397B-A17B seed header", seed), ("Gemma 3 270M", demo_model_path())]
+        q7b = write_qwen2(Path(tmp) / "qwen2.5-7b.gguf")
+        models = [
+            ("Qwen3.5-397B-A17B seed header", seed),
+            ("Qwen2.5-7B header", q7b),
+            ("Gemma 3 270M", demo_model_path()),
+        ]
         print(
             "| model | types | cold plan (s) | in dry-run units | cached plan (s) | "
             "one dry run (s) | replan, new ctx + KV (ms) |"

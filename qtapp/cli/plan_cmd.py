@@ -143,34 +143,46 @@ def build_inputs(args: argparse.Namespace) -> tuple[PlanInputs, list[str], list[
 def add_exact(inp: PlanInputs, targets: list[str]) -> list[str]:
     """Swap in llama.cpp's exact figures (cached); returns warnings for the ones that failed.
 
-    The weights' dry runs and the no-alloc load run in two children at once."""
+    One child per core: the first makes the no-alloc load, then its share of the dry runs."""
     from concurrent.futures import ThreadPoolExecutor
 
     from qtapp.core.fit import exact as fit_exact
     from qtapp.core.jobs.job import run_job
 
-    m = inp.model
+    m, cs = inp.model, inp.settings
     warnings: list[str] = []
     many = fit_exact.ManyWeights(m, targets, inp.recipes)
-    # the dry runs in one child per core, beside the no-alloc load's child
-    specs = many.specs(max(1, min(4, os.cpu_count() or 1)))
-    with ThreadPoolExecutor(max_workers=1 + len(specs), thread_name_prefix="plan-exact") as pool:
-        memory = pool.submit(fit_exact.exact_memory, m, inp.settings)
-        sizes = [pool.submit(run_job, spec.kind, **spec.params) for spec in specs]
-        failed = None
-        for future in sizes:
+    memory = fit_exact.cached_memory(m, cs)
+    load = fit_exact.memory_params(m, cs) if memory is None else None
+    specs = many.specs(max(1, min(4, os.cpu_count() or 1)), memory=load)
+    jobs = [(spec.kind, spec.params) for spec in specs]
+    if not jobs and load is not None:  # every weight cached: the load alone
+        jobs = [("dry_load", load)]
+    memory_error = ""
+    failed: QuantLensError | None = None
+    with ThreadPoolExecutor(max(1, len(jobs)), thread_name_prefix="plan-exact") as pool:
+        futures = [pool.submit(run_job, kind, **params) for kind, params in jobs]
+        for (kind, _), future in zip(jobs, futures, strict=True):
             try:
-                many.take(future.result())
+                result = future.result()
             except QuantLensError as exc:
                 failed = exc
-        if failed is not None:
-            warnings.append(f"exact weights unavailable ({failed.message}); showing estimates")
-        warnings += [f"{t}: {e}" for t, e in many.errors.items()]
-        inp.weights.update(many.weights)
-        try:
-            inp.exact[inp.settings] = memory.result()
-        except QuantLensError as exc:
-            warnings.append(f"exact KV / compute unavailable ({exc.message}); showing estimates")
+                continue
+            if kind == "dry_load":
+                result = {"memory": result}
+            many.take(result)
+            if "memory" in result:
+                memory = fit_exact.store_memory(m, cs, result["memory"])
+            memory_error = result.get("memory_error", memory_error)
+    if failed is not None:
+        warnings.append(f"exact weights unavailable ({failed.message}); showing estimates")
+    warnings += [f"{t}: {e}" for t, e in many.errors.items()]
+    inp.weights.update(many.weights)
+    if memory is not None:
+        inp.exact[cs] = memory
+    else:
+        why = memory_error or (failed.message if failed is not None else "no result")
+        warnings.append(f"exact KV / compute unavailable ({why}); showing estimates")
     return warnings
 
 

@@ -295,3 +295,48 @@ GENERATORS: dict[str, Callable[[str | Path], Path]] = {
     "qwen3moe": write_tiny_qwen3moe,
     "qwen35moe": write_qwen35moe,
 }
+
+
+# -- qwen2: a dense 7B with biases on q/k/v (Qwen2.5-7B's shape) --------------------------------
+@dataclass(frozen=True)
+class Qwen2Spec:
+    n_embd: int = 3584
+    n_ff: int = 18944
+    n_layer: int = 28
+    n_head: int = 28
+    n_head_kv: int = 4
+    head_dim: int = 128
+    n_ctx_train: int = 32768
+    n_vocab: int = 152064
+    dtype: GGMLQuantizationType = BF16
+    name: str = "Qwen2.5-7B (header-only)"
+
+
+#: Qwen/Qwen2.5-7B-Instruct's config: hidden 3584, 28 layers, 28 heads / 4 KV heads of 128,
+#: intermediate 18944, vocab 152064, untied output, 32k context
+QWEN25_7B = Qwen2Spec()
+
+
+def write_qwen2(path: str | Path, spec: Qwen2Spec | None = None) -> Path:
+    s = spec or QWEN25_7B
+    dt, d, nv = s.dtype, s.n_embd, s.n_vocab
+    q, kvd = s.head_dim * s.n_head, s.head_dim * s.n_head_kv
+
+    def kv(w: GGUFWriter) -> None:
+        _add_shape_kv(w, s.name, s.n_ctx_train, d, s.n_layer, s.n_ff)
+        w.add_head_count(s.n_head)
+        w.add_head_count_kv(s.n_head_kv)
+        w.add_layer_norm_rms_eps(1e-6)
+        w.add_rope_freq_base(1e6)
+        w.add_file_type(32 if dt == BF16 else 1)
+
+    t: Tensors = [("token_embd.weight", (d, nv), dt), ("output_norm.weight", (d,), F32),
+                  ("output.weight", (d, nv), dt)]  # fmt: skip
+    for i in range(s.n_layer):
+        p = f"blk.{i}."
+        t += [(p + "attn_norm.weight", (d,), F32), *_attn_proj(p, d, q, kvd, dt),
+              (p + "attn_q.bias", (q,), F32), (p + "attn_k.bias", (kvd,), F32),
+              (p + "attn_v.bias", (kvd,), F32), (p + "ffn_norm.weight", (d,), F32),
+              (p + "ffn_gate.weight", (d, s.n_ff), dt), (p + "ffn_up.weight", (d, s.n_ff), dt),
+              (p + "ffn_down.weight", (s.n_ff, d), dt)]  # fmt: skip
+    return write_header_only(path, "qwen2", kv, t, n_vocab=nv)

@@ -110,3 +110,23 @@ def test_no_vocab_names_the_tokenizer_none_and_keeps_its_size(hybrid: Path, tmp_
     assert lean["tokenizer.ggml.model"] == "none"
     assert lean["qwen35moe.vocab_size"] == 5000
     assert not any(isinstance(v, ArrayInfo) for v in lean.values())
+
+
+def test_the_first_dry_run_child_also_makes_the_no_alloc_load(hybrid: Path) -> None:
+    """``quantlens plan`` needs one child per core: the first loads, then sizes fewer targets."""
+    from qtapp.core.fit import exact
+    from qtapp.core.fit.kv_model import ContextSettings
+
+    m = read_model(hybrid)
+    targets = targets_for(m)
+    load = exact.memory_params(m, ContextSettings(n_ctx=4096))
+    specs = exact.ManyWeights(m, targets, use_cache=False).specs(2, memory=load)
+    first, second = (s.params for s in specs)
+    assert first["memory"] == load and "memory" not in second
+    assert len(first["targets"]) < len(second["targets"])
+    assert sorted(first["targets"] + second["targets"]) == sorted(targets)
+    r = run_job("dry_quantize_many", **first)
+    assert r["errors"] == {} and set(r["results"]) == set(first["targets"])
+    alone = run_job("dry_load", **load)
+    keys = ("devices", "kv_caches", "flash_attn", "n_ctx", "weights_bytes")
+    assert {k: r["memory"][k] for k in keys} == {k: alone[k] for k in keys}

@@ -152,26 +152,33 @@ class ManyWeights(JobHooks):
         specs = self.specs(1)
         return specs[0] if specs else None
 
-    def specs(self, parts: int) -> list[JobSpec]:
-        """The missing targets in up to ``parts`` jobs of about equal size (one child per core:
-        each dry run is a separate llama.cpp quantizer call)."""
+    def specs(self, parts: int, memory: dict[str, Any] | None = None) -> list[JobSpec]:
+        """The missing targets in up to ``parts`` jobs (one child per core: each dry run is a
+        separate llama.cpp quantizer call). ``memory``: a dry load's parameters, made by the
+        first job before its dry runs (it gets a smaller share of them)."""
         if not self.missing:
             return []
         parts = max(1, min(parts, len(self.missing)))
+        first = len(self.missing) // parts
+        if memory is not None and parts > 1:
+            first = max(0, first - 2)  # the load costs about two dry runs (measured, 397B seed)
+        rest = self.missing[first:]
+        shares = [self.missing[:first]] + [rest[k :: parts - 1] for k in range(parts - 1)]
+        if parts == 1:
+            shares = [self.missing]
         out = []
-        for k in range(parts):
-            share = self.missing[k::parts]
+        for k, share in enumerate(shares):
             mine = [self.recipes[t].to_dict() for t in share if t in self.recipes]
-            out.append(JobSpec(
-                "dry_quantize_many",
-                {
-                    "model": str(self.model.path),
-                    "targets": share,
-                    "allow_requantize": True,
-                    "n_layer": self.model.n_layer,
-                    "user_recipes": mine,
-                },
-            ))  # fmt: skip
+            params: dict[str, Any] = {
+                "model": str(self.model.path),
+                "targets": share,
+                "allow_requantize": True,
+                "n_layer": self.model.n_layer,
+                "user_recipes": mine,
+            }
+            if k == 0 and memory is not None:
+                params["memory"] = memory
+            out.append(JobSpec("dry_quantize_many", params))
         return out
 
     def end(self, terminal: Event) -> None:

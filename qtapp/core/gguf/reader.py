@@ -12,6 +12,7 @@ cheaper listing mode (model lists, source-type labels): it stops after the metad
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from qtapp.core.errors import QuantLensError
+from qtapp.core.light_import import submodule
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -265,10 +267,10 @@ def is_gguf(path: str | Path) -> bool:
 # -- type names ----------------------------------------------------------------------------------
 def file_type_name(value: int) -> str:
     """``15`` -> ``"Q4_K_M"``: llama.cpp's ``llama_ftype`` numbering (``"type 99"`` if unknown)."""
-    from gguf import LlamaFileType
+    LlamaFileType = submodule("gguf", "constants").LlamaFileType  # noqa: N806 - a class
 
     try:
-        name = LlamaFileType(value).name
+        name = str(LlamaFileType(value).name)
     except ValueError:
         return f"type {value}"
     return name.removeprefix("MOSTLY_").removeprefix("ALL_")
@@ -276,12 +278,14 @@ def file_type_name(value: int) -> str:
 
 def ggml_type_name(type_id: int) -> str:
     """``12`` -> ``"Q4_K"``; ``"TYPE<n>"`` for a type newer than the gguf package."""
-    from gguf import GGMLQuantizationType
+    names = _ggml_type_names()
+    return names.get(type_id) or f"TYPE{type_id}"
 
-    try:
-        return GGMLQuantizationType(type_id).name
-    except ValueError:
-        return f"TYPE{type_id}"
+
+@functools.cache
+def _ggml_type_names() -> dict[int, str]:
+    types = submodule("gguf", "constants").GGMLQuantizationType  # no numpy: light_import
+    return {int(t.value): t.name for t in types}
 
 
 def file_type_label(meta: dict[str, Any], tensors: Iterable[TensorInfo]) -> str | None:

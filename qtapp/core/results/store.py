@@ -26,13 +26,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from qtapp.core.app.paths import app_paths
 from qtapp.core.errors import QuantLensError
 from qtapp.core.gguf.fingerprint import display_name, model_info
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ class RunRecord:
 def _blobs(
     xs: Sequence[float], ys: Sequence[float], errs: Sequence[float | None] | None
 ) -> tuple[bytes, bytes, bytes | None]:
+    import numpy as np  # here: a plan reads the store without curves, and numpy costs 0.1 s
+
     x = np.asarray(xs, dtype="<f4")
     y = np.asarray(ys, dtype="<f4")
     if x.shape != y.shape or x.ndim != 1:
@@ -608,6 +611,8 @@ class ResultsStore:
 
 
 def _join(chunks: Sequence[tuple[bytes, bytes, bytes | None]]) -> Curve:
+    import numpy as np
+
     if not chunks:
         empty = np.zeros(0, dtype=np.float32)
         return Curve(empty, empty, None)

@@ -71,19 +71,20 @@ def dry_load(params: dict[str, Any], emit: Any) -> dict[str, Any]:
     compare both); a ``real`` load always loads the file."""
     model_path = str(params["model"])
     if params.get("real", False) or not params.get("lean", True):
-        return _dry_load(model_path, params)
+        return load_figures(model_path, params)
     with tempfile.TemporaryDirectory(prefix="quantlens-lean-") as tmp:
         try:
             lean = str(lean_copy(model_path, tmp, no_vocab=True))
         except (OSError, QuantLensError):  # a full disk: the load is only slower
-            return _dry_load(model_path, params)
+            return load_figures(model_path, params)
         try:
-            return _dry_load(lean, params)
+            return load_figures(lean, params)
         except QuantLensError as exc:
             raise QuantLensError(exc.message.replace(lean, model_path), exc.hint) from None
 
 
-def _dry_load(model_path: str, params: dict[str, Any]) -> dict[str, Any]:
+def load_figures(model_path: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The no-alloc load of ``model_path`` itself (a lean copy already, or a real load)."""
     lines: list[str] = []
     t0 = time.perf_counter()
     with LlamaLog(lambda _lvl, line: lines.append(line)) as log:

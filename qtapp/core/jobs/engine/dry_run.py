@@ -98,7 +98,10 @@ def dry_quantize(
     for level, text in log.runs():
         tensors += parse_tensor_lines(text)
         # warnings and errors (GGML_LOG_LEVEL_WARN = 3, ERROR = 4), and lines naming an error
-        suspects = text.splitlines() if level >= 3 else ERROR_LINE.findall(text)
+        if level >= 3:
+            suspects = text.splitlines()
+        else:  # a plain substring test first: a regex over every line costs 2 ms per run
+            suspects = ERROR_LINE.findall(text) if "rror" in text or "RROR" in text else []
         errors += [x.strip() for x in suspects if x.strip() and not TENSOR_LINE.match(x.strip())]
     expected = _tensor_count(errors, tensors)
     if code == 0 and tensors and expected and len(tensors) != expected:
