@@ -93,8 +93,7 @@ def run_remote_plan(
 ) -> int:
     """Plan every GGUF model of a repo (or the one file named) with ``build_inputs``, the
     function ``quantlens plan FILE`` builds a local file's plan inputs with."""
-    from qtapp.core.fit.exact import exact_memory
-    from qtapp.core.remote.fit import plan_repo
+    from qtapp.core.remote.fit import add_exact_memory, plan_repo
     from qtapp.core.remote.listing import list_repo
     from qtapp.core.remote.source import parse_source
 
@@ -112,10 +111,9 @@ def run_remote_plan(
             local.model = str(path)
             inp, _targets, _checks = build_inputs(local)
             if not args.fast:  # llama.cpp's own KV / compute sizes (cached per file)
-                try:
-                    inp.exact[inp.settings] = exact_memory(inp.model, inp.settings)
-                except QuantLensError as exc:
-                    warnings.append(f"{path.name}: exact KV / compute unavailable ({exc.message})")
+                why = add_exact_memory(inp)
+                if why is not None:
+                    warnings.append(f"{path.name}: exact KV / compute unavailable ({why})")
             return inp
 
         def show(i: int, n: int, name: str) -> None:

@@ -76,6 +76,10 @@ def test_a_repo_becomes_a_table_with_badges_and_downloads_verified(
     (rec,) = [r for r in range(table.rowCount()) if table.item(r, 0).text().startswith("★")]
     tip = table.item(rec, 3).toolTip()  # per device, as the Fit page breaks it down
     assert "weights" in tip and "KV cache" in tip and "compute" in tip and "usable" in tip
+    # as the CLI: KV cache and compute are llama.cpp's own, from a no-alloc load of each header
+    planned = [f for f in page.plan.files if f.inputs is not None]
+    assert planned and all(f.inputs.exact.get(f.inputs.settings) for f in planned)
+    assert "llama.cpp's own sizes" in page.status.text()
     assert table.selected() is not None and page.download_button.isEnabled()
     page.download_button.click()
     qtbot.waitUntil(lambda: page.downloaded is not None, timeout=60_000)

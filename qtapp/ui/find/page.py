@@ -29,7 +29,7 @@ from qtapp.core.fit.host_memory import HostLoad
 from qtapp.core.fit.kv_model import ContextSettings
 from qtapp.core.fit.plan import PlanInputs
 from qtapp.core.remote.download import DownloadProgress, fetch_model
-from qtapp.core.remote.fit import FileFit, RepoPlan, plan_repo
+from qtapp.core.remote.fit import FileFit, RepoPlan, add_exact_memory, plan_repo
 from qtapp.core.remote.listing import RepoListing, list_repo
 from qtapp.core.remote.source import NETWORK_OFF_HINT, parse_source
 from qtapp.ui.common.background import BackgroundCall
@@ -54,6 +54,7 @@ class Page(QWidget):
         self.plan: RepoPlan | None = None
         self.downloaded: Path | None = None
         self._call: BackgroundCall | None = None
+        self._estimated: list[str] = []
         self._download: BackgroundCall | None = None
         self._busy = False
 
@@ -186,14 +187,22 @@ class Page(QWidget):
         host = host_device(self.ctx.hardware)
         margin = settings.gpu_margin_mib * MIB
 
+        estimated: list[str] = []  # files whose KV / compute stayed estimates
+        self._estimated = estimated
+
         def inputs_for(path: Path) -> PlanInputs:
             from qtapp.core.fit.sources import read_plan_sources
 
             s = read_plan_sources(path, warm_up=False)
-            return PlanInputs(
+            inp = PlanInputs(
                 s.model, cs, gpus, host, margin=margin, weights=s.weights, quality=s.quality,
                 recipes=s.recipes, speeds=s.speeds, load=HostLoad("mmap", s.repack),
             )  # fmt: skip
+            why = add_exact_memory(inp)  # as the CLI: llama.cpp's own KV / compute sizes
+            if why is not None:
+                log.warning("%s: exact KV / compute unavailable (%s)", path.name, why)
+                estimated.append(path.name)
+            return inp
 
         def task(call: BackgroundCall) -> RepoPlan:
             call.report(0.0, f"Listing {ref.repo_id}…")
@@ -253,6 +262,12 @@ class Page(QWidget):
             f"{self.ctx_box.value():,} for {gpus}, from {human_bytes(plan.stats.bytes)} of "
             f"headers ({plan.stats.requests} range requests)."
             + (" The repo is gated: downloads need HF_TOKEN." if plan.listing.gated else "")
+            + (
+                f" KV cache and compute are estimates for {', '.join(self._estimated)} (llama.cpp"
+                " could not load the header; see the log)."
+                if self._estimated
+                else " KV cache and compute: llama.cpp's own sizes (a no-alloc load per header)."
+            )
         )
         self._selection_changed()
 
