@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from qtapp import __version__
+
+# numpy's OpenBLAS starts a thread per core that spins after each call: in the window (pyqtgraph
+# calls numpy on every redraw) and in workers (llama.cpp already uses every core) they only take
+# CPU from the GUI thread and the jobs. Set before anything imports numpy; a user's value wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
