@@ -263,3 +263,18 @@ def test_header_copies_keep_one_commit_per_repo_and_a_bounded_number_of_repos(
     assert prune_headers(other, keep_repos=1) == [header_folder(new).parent]
     assert (header_folder(other) / "tiny-F16.gguf").is_file()
     assert not header_folder(new).parent.exists()
+
+
+def test_tree_entries_that_cannot_name_a_local_file_are_refused() -> None:
+    """The tree comes from a server (any HF_ENDPOINT): its paths and digests become local
+    file names, so a traversal or a forged digest never reaches the disk."""
+    from qtapp.core.remote.listing import RemoteFile, is_safe_entry
+
+    sha, blob = "a" * 64, "b" * 40
+    assert is_safe_entry(RemoteFile("Q4_K_M/model-Q4_K_M.gguf", 10, sha, blob))
+    assert is_safe_entry(RemoteFile("small.gguf", 10, None, blob))
+    for path in ("../evil.gguf", "a/../../evil.gguf", "/etc/evil.gguf", "a//b.gguf",
+                 "a\\b.gguf", "./x.gguf", "x\n.gguf", ""):  # fmt: skip
+        assert not is_safe_entry(RemoteFile(path, 10, sha, blob)), path
+    assert not is_safe_entry(RemoteFile("m.gguf", 10, "../../" + "a" * 58, blob))
+    assert not is_safe_entry(RemoteFile("m.gguf", 10, sha, "../x"))

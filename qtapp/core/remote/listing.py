@@ -3,6 +3,8 @@ every shard's size and sha256 from the repo tree's LFS metadata, at one pinned c
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass, field
 
 from qtapp.core.errors import QuantLensError
@@ -10,6 +12,10 @@ from qtapp.core.gguf.shards import SPLIT_RE
 from qtapp.core.remote.source import RemoteRef, hub_endpoint, hub_errors
 
 __all__ = ["RemoteFile", "RemoteModel", "RepoListing", "list_repo"]
+
+log = logging.getLogger(__name__)
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_COMMIT = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,24 @@ class RepoListing:
         )
 
 
+def is_safe_entry(f: RemoteFile) -> bool:
+    """Whether a tree entry can name local files: the listing comes from a server (a mirror
+    through HF_ENDPOINT, too) and is untrusted data. Its path becomes header copies and cache
+    links, its sha256 and blob id cache file names: no absolute path, no ``..``, no empty or
+    hidden-by-dot segment, no backslash or control character, hex digests only."""
+    parts = f.path.split("/")
+    if (
+        not f.path
+        or "\\" in f.path
+        or any(ord(c) < 32 for c in f.path)
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        return False
+    if f.sha256 is not None and not (len(f.sha256) == 64 and _HEX.fullmatch(f.sha256)):
+        return False
+    return len(f.blob_id) in (40, 64) and _HEX.fullmatch(f.blob_id) is not None and f.size >= 0
+
+
 def _is_projector(path: str) -> bool:
     """Vision projectors and importance matrices ship as GGUF beside the models."""
     name = path.rsplit("/", 1)[-1].lower()
@@ -122,6 +146,16 @@ def list_repo(ref: RemoteRef, token: str | None = None) -> RepoListing:
             for e in tree
             if isinstance(e, RepoFile)
         ]
+    unsafe = [f.path for f in files if not is_safe_entry(f)]
+    if unsafe:  # never from the Hub itself: a broken or hostile server
+        log.warning("%s: ignored %d tree entries that cannot name a file: %s", ref.repo_id,
+                    len(unsafe), unsafe[:3])  # fmt: skip
+        files = [f for f in files if is_safe_entry(f)]
+    if not _COMMIT.fullmatch(commit) or ".." in commit:
+        raise QuantLensError(
+            f"The server named {ref.repo_id}'s revision {commit[:60]!r}, which is no commit.",
+            "Check HF_ENDPOINT: it should point at the Hugging Face Hub or a faithful mirror.",
+        )
     models, skipped = group_models(files)
     if not models:
         raise QuantLensError(
