@@ -30,6 +30,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QUANTLENS_HOME", tempfile.mkdtemp(prefix="quantlens-stalls-"))
 os.environ.setdefault("QUANTLENS_NO_DIALOGS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the app's entry point sets it
 ROOT = Path(__file__).resolve().parents[1]
 if not os.environ.get("PYTHONPATH"):
     sys.path.insert(0, str(ROOT))
