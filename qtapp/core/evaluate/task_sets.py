@@ -129,21 +129,13 @@ def _download(url: str, part: Path, progress: Callable[[float, str], object] | N
     """huggingface_hub's resumable GET (proxies, retries, HF_TOKEN), its progress bar routed
     to ``progress``."""
     from huggingface_hub.file_download import http_get
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
-    class Report(tqdm):  # type: ignore[misc]
-        monitor_interval = 0  # no tqdm monitor thread: nothing of ours outlives the download
+    from qtapp.core.remote.source import progress_tqdm
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-
-        def update(self, n: float | None = 1) -> bool | None:
-            self.n += n or 0
-            if progress is not None and self.total:
-                progress(min(1.0, self.n / self.total), f"{self.n / 2**20:.1f} MiB")
-            return None
+    def on_step(bar: Any, _step: int) -> None:
+        if progress is not None and bar.total:
+            progress(min(1.0, bar.n / bar.total), f"{bar.n / 2**20:.1f} MiB")
 
     resume = part.stat().st_size if part.exists() else 0
     with part.open("ab") as fh:
-        http_get(url, fh, resume_size=resume, tqdm_class=Report)
+        http_get(url, fh, resume_size=resume, tqdm_class=progress_tqdm(on_step))

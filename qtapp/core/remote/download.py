@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, cast
 
 from qtapp.core.errors import QuantLensError
 from qtapp.core.remote.listing import RemoteFile, RemoteModel, RepoListing
-from qtapp.core.remote.source import hub_cache_dir, hub_endpoint, hub_errors
+from qtapp.core.remote.source import hub_cache_dir, hub_endpoint, hub_errors, progress_tqdm
 
 __all__ = ["DownloadCancelled", "DownloadProgress", "fetch_model", "snapshot_path"]
 
@@ -297,22 +297,12 @@ class _Clock:
 
 def _report_class(clock: _Clock, path: str) -> Any:
     """A tqdm for huggingface_hub's GET that feeds :class:`_Clock` instead of a terminal."""
-    from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
-    class Report(tqdm):  # type: ignore[misc]
-        monitor_interval = 0  # no tqdm monitor thread: nothing of ours outlives the download
+    def on_step(_bar: Any, step: int) -> None:
+        clock.done += step
+        clock.step(path, step)
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-
-        def update(self, n: float | None = 1) -> bool | None:
-            step = int(n or 0)
-            clock.done += step
-            clock.step(path, step)
-            return None
-
-    return Report
+    return progress_tqdm(on_step)
 
 
 def _fetch_one(

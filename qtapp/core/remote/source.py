@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from qtapp.core.errors import QuantLensError
 
 __all__ = [
+    "progress_tqdm",
     "NETWORK_OFF_HINT",
     "RemoteRef",
     "hub_cache_dir",
@@ -167,3 +169,26 @@ def _env_token() -> str | None:
     from huggingface_hub import get_token
 
     return get_token()
+
+
+def progress_tqdm(on_step: Callable[[Any, int], object]) -> Any:
+    """A tqdm class for huggingface_hub's GETs (``tqdm_class=``) that calls ``on_step(bar,
+    bytes)`` instead of drawing a bar; ``bar.n`` counts the bytes (from the resumed size) and
+    ``bar.total`` is the file's size. It starts no tqdm monitor thread: nothing outlives a
+    download."""
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+    class Report(tqdm):  # type: ignore[misc]
+        monitor_interval = 0
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            step = int(n or 0)
+            self.n += step
+            on_step(self, step)
+            return None
+
+    return Report
