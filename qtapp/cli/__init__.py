@@ -12,7 +12,10 @@ from typing import Any
 from qtapp.core.errors import QuantLensError
 
 #: modules under qtapp.cli, one per subcommand, in the order ``--help`` lists them
-COMMANDS = ["hw", "plan", "fetch", "quantize", "eval", "tasks", "versus", "get_tasks", "results"]
+COMMANDS = [
+    "hw", "plan", "fetch", "quantize", "imatrix", "eval", "speed", "tasks", "versus", "get_tasks",
+    "results",
+]  # fmt: skip
 
 
 def command_of(argv: list[str]) -> str | None:

@@ -163,12 +163,77 @@ def _load_legacy(path: Path) -> Imatrix:
     return Imatrix(str(path), data, datasets, chunk_count, 0, legacy=True)
 
 
-# -- writers (tests, demos) -------------------------------------------------------------------
+# -- writers ---------------------------------------------------------------------------------
+_GGUF_VERSION = 3
+_GGUF_ALIGN = 32  # GGUF_DEFAULT_ALIGNMENT; llama-imatrix writes no general.alignment
+_T_UINT32, _T_STRING, _T_ARRAY = 4, 8, 9
+_GGML_F32 = 0
+
+
+def _gguf_str(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def _pad(n: int) -> int:
+    return (n + _GGUF_ALIGN - 1) // _GGUF_ALIGN * _GGUF_ALIGN
+
+
+def imatrix_gguf_bytes(
+    sums: dict[str, np.ndarray],
+    counts: dict[str, np.ndarray],
+    datasets: list[str],
+    chunk_count: int,
+    chunk_size: int,
+) -> bytes:
+    """The file ``llama-imatrix`` (``save_imatrix``, ``gguf_write_to_file``) writes, byte for byte.
+
+    ``sums[name]``: float32, n_mat x n_per_row raw sums of squared activations; ``counts[name]``:
+    n_mat activation counts. Keys in llama.cpp's order, tensors sorted by name, each
+    ``<name>.in_sum2`` (ne = [n_per_row, n_mat]) then ``<name>.counts`` (ne = [1, n_mat]), F32.
+    """
+    kv = [
+        _gguf_str("general.type") + struct.pack("<I", _T_STRING) + _gguf_str("imatrix"),
+        _gguf_str("imatrix.datasets")
+        + struct.pack("<IIQ", _T_ARRAY, _T_STRING, len(datasets))
+        + b"".join(_gguf_str(d) for d in datasets),
+        _gguf_str("imatrix.chunk_count") + struct.pack("<II", _T_UINT32, chunk_count),
+        _gguf_str("imatrix.chunk_size") + struct.pack("<II", _T_UINT32, chunk_size),
+    ]
+    infos: list[bytes] = []
+    blobs: list[bytes] = []
+    offset = 0
+    for name in sorted(sums):
+        values = np.ascontiguousarray(sums[name], dtype="<f4")
+        cnt = np.asarray(counts[name]).astype("<f4").reshape(-1)
+        n_mat = cnt.size
+        if n_mat == 0 or values.size == 0 or values.size % n_mat:
+            continue  # llama-imatrix stores only entries with data (nval > 0 and nmat > 0)
+        per_row = values.size // n_mat
+        for tname, ne, blob in (
+            (f"{name}.in_sum2", (per_row, n_mat), values.tobytes()),
+            (f"{name}.counts", (1, n_mat), cnt.tobytes()),
+        ):
+            n_dims = 2 if ne[1] > 1 else 1  # ggml_n_dims: trailing 1s dropped, at least 1
+            infos.append(
+                _gguf_str(tname)
+                + struct.pack("<I", n_dims)
+                + struct.pack(f"<{n_dims}q", *ne[:n_dims])
+                + struct.pack("<iQ", _GGML_F32, offset)
+            )
+            padded = _pad(len(blob))
+            blobs.append(blob + bytes(padded - len(blob)))
+            offset += padded
+    head = b"GGUF" + struct.pack("<Iqq", _GGUF_VERSION, len(infos), len(kv))
+    meta = head + b"".join(kv) + b"".join(infos)
+    return meta + bytes(_pad(len(meta)) - len(meta)) + b"".join(blobs)
+
+
 def write_imatrix_gguf(
     path: str | Path,
     sums: dict[str, np.ndarray],
-    counts: dict[str, list[int]],
-    dataset: str = "test.txt",
+    counts: dict[str, list[int]] | dict[str, np.ndarray],
+    dataset: str | list[str] = "test.txt",
     chunk_count: int = 1,
     chunk_size: int = 512,
 ) -> Path:
@@ -176,25 +241,16 @@ def write_imatrix_gguf(
 
     ``sums[name]`` has n_mat * n_per_row values; ``counts[name]`` has n_mat integers.
     """
-    from gguf import GGUFWriter
-
     path = Path(path)
-    writer = GGUFWriter(str(path), arch="")
-    writer.add_type("imatrix")
-    writer.add_array("imatrix.datasets", [dataset])
-    writer.add_uint32("imatrix.chunk_count", chunk_count)
-    writer.add_uint32("imatrix.chunk_size", chunk_size)
-    for name in sorted(sums):
-        n_mat = len(counts[name])
-        values = np.asarray(sums[name], dtype=np.float32).reshape(n_mat, -1)
-        writer.add_tensor(f"{name}.in_sum2", values)
-        writer.add_tensor(
-            f"{name}.counts", np.asarray(counts[name], dtype=np.float32).reshape(n_mat, 1)
-        )
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    datasets = [dataset] if isinstance(dataset, str) else list(dataset)
+    data = imatrix_gguf_bytes(
+        {k: np.asarray(v, dtype=np.float32) for k, v in sums.items()},
+        {k: np.asarray(v) for k, v in counts.items()},
+        datasets,
+        chunk_count,
+        chunk_size,
+    )
+    path.write_bytes(data)
     return path
 
 

@@ -29,6 +29,7 @@ HANDLERS: dict[str, str] = {
     "tasks": "qtapp.core.jobs.engine.tasks:tasks",
     "dry_quantize": "qtapp.core.jobs.engine.dry_run:dry_quantize",
     "quantize": "qtapp.core.jobs.engine.quantize:quantize",
+    "imatrix": "qtapp.core.jobs.engine.imatrix:imatrix",
     "dry_load": "qtapp.core.jobs.engine.dry_load:dry_load",
     "dry_load_many": "qtapp.core.jobs.engine.dry_load:dry_load_many",
     "real_load": "qtapp.core.jobs.engine.dry_load:real_load",
