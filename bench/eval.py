@@ -43,7 +43,8 @@ sys.exit(1 if llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].e
 def build_tools(src: Path) -> Path:
     build = OUT / "llama-build"
     bins = build / "bin"
-    if (bins / "llama-perplexity").exists() and (bins / "llama-bench").exists():
+    tools = ("llama-perplexity", "llama-bench", "llama-imatrix")
+    if all((bins / tool).exists() for tool in tools):
         return bins
     if not (src / "CMakeLists.txt").exists():
         sys.exit(
@@ -70,7 +71,7 @@ def build_tools(src: Path) -> Path:
         stdout=subprocess.DEVNULL,
     )
     subprocess.run(
-        ["cmake", "--build", str(build), "--target", "llama-perplexity", "llama-bench", "-j", "2"],
+        ["cmake", "--build", str(build), "--target", *tools, "-j", "2"],
         check=True,
         stdout=subprocess.DEVNULL,
     )

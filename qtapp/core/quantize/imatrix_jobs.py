@@ -18,7 +18,7 @@ from typing import Any
 
 from qtapp.core.app.paths import app_paths, resources_dir
 from qtapp.core.jobs.events import Cancelled, Event, Failed, Finished
-from qtapp.core.jobs.job import Job, JobSpec
+from qtapp.core.jobs.job import Job, JobHooks, JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,28 @@ def cleanup(spec: JobSpec, terminal: Event | None) -> bool:
     except OSError as exc:
         log.warning("Could not remove the partial file %s: %s", part, exc)
         return False
+
+
+class ImatrixHooks(JobHooks):
+    """The window's hooks: a job that did not finish leaves no partial file (child killed)."""
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.spec = spec
+
+    def end(self, terminal: Event) -> None:
+        cleanup(self.spec, terminal)
+
+
+def describe(path: str | Path) -> str:
+    """One line about a matrix file: its chunks and text, e.g. for the Quantize page."""
+    from qtapp.core.quantize.imatrix import load_imatrix
+
+    imat = load_imatrix(path)
+    text = Path(imat.datasets[0]).name if imat.datasets else "unknown text"
+    size = f" of {imat.chunk_size}" if imat.chunk_size else ""
+    return (
+        f"{Path(path).name}: {len(imat.data)} matrices, {imat.chunk_count} chunks{size} of {text}"
+    )
 
 
 def run_imatrix(

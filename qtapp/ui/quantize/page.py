@@ -35,6 +35,7 @@ from qtapp.core.quantize.jobs import (
 from qtapp.ui.common.background import BackgroundCall
 from qtapp.ui.common.context import AppContext
 from qtapp.ui.common.workers import JobRunner
+from qtapp.ui.quantize.imatrix_maker import ImatrixMaker
 from qtapp.ui.quantize.job_list import JobList
 from qtapp.ui.quantize.job_row import JobRow
 from qtapp.ui.quantize.options import PathField, QuantizeOptionsPanel
@@ -127,6 +128,10 @@ class Page(QWidget):
         self.options = QuantizeOptionsPanel()
         self.options.out_dir_changed.connect(self._save_out_dir)
         right.addWidget(self.options)
+        self.imatrix_maker = ImatrixMaker(self.ctx.jobs.submit)
+        self.imatrix_maker.chosen.connect(self.options.imatrix.set_text)
+        self.options.imatrix.changed.connect(self.imatrix_maker.set_current_file)
+        right.addWidget(self.imatrix_maker)
         self.queue_button = QPushButton("Queue 0 jobs")
         self.queue_button.setObjectName("primary")
         self.queue_button.setEnabled(False)
@@ -181,6 +186,7 @@ class Page(QWidget):
         path = Path(path)
         if self.source.text() != str(path):
             self.source.edit.setText(str(path))
+        self.imatrix_maker.set_model(path)
         if file_type is not None or not path.is_file():
             self._show_source_type(path, file_type)
             return
@@ -203,6 +209,7 @@ class Page(QWidget):
         )
         self.queue_button.setText(f"Queue {n} job{'s' if n != 1 else ''}")
         self.queue_button.setEnabled(n > 0)
+        self.imatrix_maker.set_targets(names)
 
     # -- queueing ----------------------------------------------------------------------------
     def _queue_checked(self) -> None:
@@ -380,6 +387,7 @@ class Page(QWidget):
 
     def shutdown(self) -> None:
         """Window closing: stop our jobs; cleanup runs as their Cancelled events arrive."""
+        self.imatrix_maker.shutdown()
         for row in list(self.rows):
             runner = self._runners.get(id(row))
             if runner is not None and not row.done:

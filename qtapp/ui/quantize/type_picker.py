@@ -125,7 +125,12 @@ class QuantTypePicker(QTreeWidget):
             f"llama.cpp: {qtype.note}",
         ]
         if qtype.needs_imatrix:
-            lines.append("Needs an importance matrix: choose an imatrix file below.")
+            from qtapp.core.quantize.imatrix_jobs import required_why
+
+            lines.append(
+                required_why(qtype.name) + " Make one with <i>Make importance matrix</i> "
+                "or choose an imatrix file."
+            )
         if qtype.special:
             lines.append(f"Only sensible when: {qtype.special}.")
         return "<br>".join(lines)
