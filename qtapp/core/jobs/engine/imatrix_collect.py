@@ -40,7 +40,10 @@ GgmlTensor._fields_ = [  # noqa: SLF001 - ctypes needs the self-reference set af
     ("extra", ctypes.c_void_p),
     ("padding", ctypes.c_char * 8),
 ]
-_GGML_OBJECT_SIZE = 32  # struct ggml_object: offs, size, next, type, padding[4]
+#: struct ggml_object: offs, size, next, type, padding[4]
+_GGML_OBJECT_SIZE = 32
+#: enum ggml_op: GGML_OP_MUL_MAT, GGML_OP_MUL_MAT_ID
+_MUL_MAT_OPS = (29, 30)
 
 
 class Ggml:
@@ -79,14 +82,18 @@ class Ggml:
                 f"({overhead} != {_GGML_OBJECT_SIZE + ctypes.sizeof(GgmlTensor)} bytes).",
                 "Install the llama-cpp-python version QuantLens pins.",
             )
-        ops = {}
-        for i in range(200):
-            name = lib.ggml_op_name(i)
-            if not name or name in ops:
-                break
-            ops[name] = i
-        self.op_mul_mat = ops[b"MUL_MAT"]
-        self.op_mul_mat_id = ops[b"MUL_MAT_ID"]
+        # GGML_OP_MUL_MAT and _ID in the pinned ggml.h; names checked, never read past the
+        # pinned GGML_OP_COUNT (ggml_op_name indexes a fixed table)
+        self.op_mul_mat, self.op_mul_mat_id = _MUL_MAT_OPS
+        if (lib.ggml_op_name(self.op_mul_mat), lib.ggml_op_name(self.op_mul_mat_id)) != (
+            b"MUL_MAT",
+            b"MUL_MAT_ID",
+        ):
+            raise QuantLensError(
+                "This llama.cpp numbers ggml's operations differently from the version "
+                "QuantLens pins.",
+                "Install the llama-cpp-python version QuantLens pins.",
+            )
 
 
 def filter_tensor_name(name: bytes) -> str:
