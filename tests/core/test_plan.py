@@ -476,6 +476,11 @@ def test_measured_speeds_replace_and_calibrate_the_cpu_rows(tiny_model: Path) ->
     before = make_plan(PlanInputs(m, cs, [], HOST), SOME_TYPES)
     assert all(r.speed_source == "predicted" for r in before.rows)
     pred = {r.type: (r.predicted_tg_tps, r.predicted_pp_tps) for r in before.rows}
+    # shown speeds are for a full context (depth 512): predicted there, and the depth-0
+    # measurements scaled to it by the predicted cost of depth
+    at_ctx = {r.type: (r.predicted_at_depth("tg"), r.predicted_at_depth("pp")) for r in before.rows}
+    scale = {t: (at_ctx[t][0] / pred[t][0], at_ctx[t][1] / pred[t][1]) for t in pred}
+    assert all(0 < tg < 1 and 0 < pp < 1 for tg, pp in scale.values())
     with ResultsStore.open() as store:
         _speed_run(store, folder / "tiny-llama-Q8_0.gguf", 47.0, 700.0, tiny_model)
         _speed_run(store, folder / "tiny-llama-Q3_K_M.gguf", 54.0, None, tiny_model)
@@ -489,15 +494,18 @@ def test_measured_speeds_replace_and_calibrate_the_cpu_rows(tiny_model: Path) ->
     plan = make_plan(PlanInputs(m, cs, [], HOST, speeds=speeds), SOME_TYPES)
     q8, q3, q4 = (plan.row(t) for t in ("Q8_0", "Q3_K_M", "Q4_K_M"))
     assert q8 is not None and q3 is not None and q4 is not None
-    assert q8.speed_source == "measured" and q8.tg_tps == 47.0 and q8.pp_tps == 700.0
+    assert q8.speed_source == "measured"
+    assert q8.tg_tps == pytest.approx(47.0 * scale["Q8_0"][0])
+    assert q8.pp_tps == pytest.approx(700.0 * scale["Q8_0"][1])
+    assert "measured at depth 0, scaled to depth 512" in q8.measured_how["tg"]
     assert q8.predicted_tg_tps == pytest.approx(pred["Q8_0"][0])  # the prediction is kept
     # Q3_K_M measured tg only: its pp is calibrated from Q8_0's
     assert q3.speed_source_of("tg") == "measured" and q3.speed_source_of("pp") == "calibrated"
     tg_ratio = statistics.median([47.0 / pred["Q8_0"][0], 54.0 / pred["Q3_K_M"][0]])
     pp_ratio = 700.0 / pred["Q8_0"][1]
     assert q4.speed_source == "calibrated"
-    assert q4.tg_tps == pytest.approx(pred["Q4_K_M"][0] * tg_ratio)
-    assert q4.pp_tps == pytest.approx(pred["Q4_K_M"][1] * pp_ratio)
+    assert q4.tg_tps == pytest.approx(at_ctx["Q4_K_M"][0] * tg_ratio)
+    assert q4.pp_tps == pytest.approx(at_ctx["Q4_K_M"][1] * pp_ratio)
     assert plan.row("Q6_K").speed_source == "calibrated"  # type: ignore[union-attr]
     assert plan.speed_calibration["cpu"]["n"] == 2
     d = plan.to_dict()
@@ -527,8 +535,9 @@ def test_gpu_measurements_count_only_on_the_same_gpus(tiny_model: Path) -> None:
     cs = ContextSettings(n_ctx=512)
     h200 = [Device("CUDA0", 140 * GIB, 140 * GIB, 4.8e12, True, "GPU 0: NVIDIA H200")]
     plan = make_plan(PlanInputs(m, cs, h200, HOST, speeds=speeds), SOME_TYPES)
-    assert plan.row("Q4_K_M").speed_source == "measured"  # type: ignore[union-attr]
-    assert plan.row("Q4_K_M").tg_tps == 900.0  # type: ignore[union-attr]
+    q4 = plan.row("Q4_K_M")
+    assert q4 is not None and q4.speed_source == "measured"
+    assert q4.tg_tps == pytest.approx(900.0 * q4.predicted_at_depth("tg") / q4.predicted_tg_tps)
     assert plan.row("Q8_0").speed_source == "calibrated"  # type: ignore[union-attr]
     a100 = [replace(h200[0], label="GPU 0: NVIDIA A100")]
     other = make_plan(PlanInputs(m, cs, a100, HOST, speeds=speeds), SOME_TYPES)

@@ -34,7 +34,8 @@ def test_live_curves_table_and_export(page, qtbot, tiny_model: Path, tmp_path: P
     xs, ys, errs = page.ppl_plot.data(key)
     assert list(xs) == [127, 254, 381] and (errs > 0).all()
     assert len(page.kld_plot.data(key)[0]) == 3
-    assert len(page.pp_plot.data(key)[1]) == 2 and len(page.tg_plot.data(key)[1]) == 2
+    # speed at depth 0 only (the default): one point per chart, its band the sd of 2 runs
+    assert len(page.pp_plot.data(key)[1]) == 1 and len(page.tg_plot.data(key)[1]) == 1
     assert page.table.item(0, 1).text() == "finished"
     assert "±" in page.table.item(0, 2).text()
     assert page.table.item(0, 6).text().startswith("100.00")

@@ -174,7 +174,7 @@ def test_measured_speeds_shown_and_calibrating_the_rest(  # noqa: ANN001
     from types import SimpleNamespace
 
     from qtapp.core.fit import sources
-    from qtapp.core.fit.measured_speed import hardware_record, usable_cores
+    from qtapp.core.fit.measured_speed import hardware_record, speed_text, usable_cores
     from qtapp.core.results.store import ResultsStore
 
     with ResultsStore.open() as store:
@@ -195,9 +195,15 @@ def test_measured_speeds_shown_and_calibrating_the_rest(  # noqa: ANN001
     pp_col, tg_col = headers.index("pp t/s"), headers.index("tg t/s")
     types = [model.index(i, 0).data(256) for i in range(model.rowCount())]  # UserRole
     q8, q4 = types.index("Q8_0"), types.index("Q4_K_M")
-    assert model.index(q8, pp_col).data() == "700" and model.index(q8, tg_col).data() == "47.0"
+    # shown at the chosen context: the depth-0 measurement scaled by the predicted depth cost
+    q8_row = page.plan.row("Q8_0")
+    assert q8_row is not None and q8_row.speed_source == "measured"
+    depth_scale = q8_row.predicted_at_depth("tg") / q8_row.predicted_tg_tps
+    assert q8_row.tg_tps == pytest.approx(47.0 * depth_scale)
+    assert model.index(q8, tg_col).data() == speed_text(q8_row, "tg")
+    assert model.index(q8, pp_col).data() == speed_text(q8_row, "pp")
     tip = model.index(q8, tg_col).data(3)  # ToolTipRole
-    assert "measured on " in tip and "47.0 ± 0.5" in tip
+    assert "measured on " in tip and "47.0 ± 0.5" in tip and "scaled to depth" in tip
     assert model.index(q4, tg_col).data().startswith("~")
     assert "calibrated from 1 measurement" in model.index(q4, pp_col).data(3)
     assert "calibrated from 1 measurement on the CPU" in page.caption.text()

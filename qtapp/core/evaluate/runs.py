@@ -29,8 +29,10 @@ def eval_params(
     threads: int | None = None,
     n_gpu_layers: int | None = None,
     reps: int = 5,
+    depths: list[int] | None = None,
 ) -> dict[str, Any]:
-    """The ``evaluate`` job's params, JSON-ready."""
+    """The ``evaluate`` job's params, JSON-ready (``depths``: speed at these context depths,
+    as ``llama-bench -d``; None: depth 0 only)."""
     params: dict[str, Any] = {"model": str(model), "ctx": int(ctx), "speed": bool(speed)}
     if base:
         params["base"] = str(base)
@@ -43,6 +45,8 @@ def eval_params(
     if n_gpu_layers is not None:
         params["n_gpu_layers"] = int(n_gpu_layers)
     params["reps"] = int(reps)
+    if speed and depths:
+        params["depths"] = [int(d) for d in depths]
     return params
 
 
@@ -156,7 +160,29 @@ class EvalRecorder:
             self.result = {**self.partial_result(), **(event.partial or {})}
             self.result.pop("stderr_tail", None)
             self.message = f"{event.message} {event.hint}".strip()
-            self.state = "partial" if self.series.get("ppl") else "failed"
+            measured = self.series.get("ppl") or self._speed_series()
+            self.state = "partial" if measured else "failed"
+
+    def _speed_series(self) -> dict[str, Series]:
+        """The speed sweep's curves (tokens/s against depth or GPU layers), by series."""
+        names = ("pp_depth", "tg_depth", "pp_offload", "tg_offload")
+        return {n: s for n in names if (s := self.series.get(n)) is not None and s.xs}
+
+    def speed_metrics(self) -> dict[str, Any]:
+        """The measured curves as the run stores them in its metrics (a JSON string each), so
+        the planner reads them with the other metrics."""
+        from qtapp.core.fit.speed_curve import SpeedCurve
+
+        out: dict[str, Any] = {}
+        series = self._speed_series()
+        for kind, key in (("depth", "speed_curve"), ("offload", "offload_curve")):
+            mine = {n: (s.xs, s.ys, s.errs) for n, s in series.items() if n.endswith(kind)}
+            curve = SpeedCurve.from_series(mine)
+            if curve:
+                out[key] = curve.to_json()
+        if "speed_curve" in out:
+            out["depth_max"] = max(int(x) for s in series.values() for x in s.xs)
+        return out
 
     def partial_result(self) -> dict[str, Any]:
         """What the curves say when the job ended without its final summary."""
@@ -192,6 +218,7 @@ class EvalRecorder:
             metrics = {
                 k: v for k, v in self.result.items() if isinstance(v, (int, float, bool, str))
             }
+            metrics.update(self.speed_metrics())
             self._store.finish_run(
                 self.run_id,
                 self.state if self.state != "running" else "failed",

@@ -6,6 +6,12 @@ quants of the opened model, taken on this hardware, the plan shows them for thos
 the predictions of the other rows on the same device placement by the median measured/predicted
 ratio (tg and pp separately).
 
+Speeds are shown at the plan's context (its ``depth``: tokens in the KV cache). A measured curve
+(a speed sweep across depths) gives the value at that depth directly, interpolated between two
+measured depths; a measurement at other depths only (a plain pp512/tg128 run is depth 0) is
+scaled to it by the predicted cost of depth. An offload sweep stores one measurement per GPU
+layer count, each matched to the rows with that placement.
+
 "Same hardware" compares what :func:`hardware_record` stored with the run (CPU model, usable
 cores, GPU names) and the thread count; "same placement" compares where the layers ran
 (``cpu``: none on a GPU, ``gpu``: all, ``ngl<N>``: a partial offload) with the row's plan.
@@ -20,12 +26,13 @@ import logging
 import os
 import statistics
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qtapp.core.fit.quality_order import _finite, _run_type, _same_model, stored_eval_runs
 from qtapp.core.fit.quants import Recipe
+from qtapp.core.fit.speed_curve import CurvePoint, SpeedCurve
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +91,13 @@ def row_placement(row: Any, n_gpus: int, n_layer: int) -> str:
     return base + (f"+moe{moe}" if moe else "")
 
 
-def run_placement(ngl: int | None, n_gpus: int, n_layer: int) -> str:
+def run_placement(ngl: int | None, n_gpus: int, n_layer: int, n_cpu_moe: int = 0) -> str:
     if n_gpus == 0 or ngl == 0:
         return "cpu"
+    moe = f"+moe{n_cpu_moe}" if n_cpu_moe else ""
     if ngl is None or ngl < 0 or ngl >= n_layer + 1:
-        return "gpu"
-    return f"ngl{ngl}"
+        return "gpu" + moe
+    return f"ngl{ngl}" + moe
 
 
 @dataclass(frozen=True)
@@ -106,10 +114,59 @@ class SpeedMeasurement:
     pp_sd: float | None
     tg_tps: float | None
     tg_sd: float | None
+    #: tokens/s against depth; a plain pp512/tg128 run is one point at depth 0
+    curve: SpeedCurve = SpeedCurve()
 
     @property
     def date(self) -> str:
         return time.strftime("%Y-%m-%d", time.localtime(self.created))
+
+    def _curve(self) -> SpeedCurve:
+        if self.curve:
+            return self.curve
+        return SpeedCurve((CurvePoint(0, self.pp_tps, self.pp_sd, self.tg_tps, self.tg_sd),))
+
+    def at_depth(
+        self, which: str, depth: int, predict_at: PredictAt | None = None
+    ) -> tuple[float, str] | None:
+        """The measured ``which`` ("tg" | "pp") at ``depth`` and how it was obtained: on the
+        measured curve, or the nearest measured depth scaled by the predicted cost of depth."""
+        curve = self._curve()
+        value = curve.at(which, depth)
+        if value is not None:
+            pts = [x for x, _v, _s in curve.measured(which)]
+            if depth in pts:
+                return value, f"measured at depth {depth:,}"
+            below = max(x for x in pts if x < depth)
+            above = min(x for x in pts if x > depth)
+            return value, f"interpolated between measured depths {below:,} and {above:,}"
+        near = curve.nearest(which, depth)
+        if near is None:
+            return None
+        d, v = near
+        scale = _depth_scale(which, depth, d, predict_at)
+        if scale == 1.0:
+            return v, f"measured at depth {d:,}"
+        return v * scale, (
+            f"measured at depth {d:,}, scaled to depth {depth:,} by the predicted cost of "
+            f"depth (×{scale:.3f})"
+        )
+
+    def anchor(self, which: str) -> tuple[int, float] | None:
+        """The shallowest measured point (what calibrates the predictions of other types)."""
+        pts = self._curve().measured(which)
+        return (pts[0][0], pts[0][1]) if pts else None
+
+
+PredictAt = Callable[[int], tuple[float, float]]
+
+
+def _depth_scale(which: str, to: int, frm: int, predict_at: PredictAt | None) -> float:
+    if predict_at is None or to == frm:
+        return 1.0
+    i = 0 if which == "tg" else 1
+    a, b = predict_at(to)[i], predict_at(frm)[i]
+    return a / b if a > 0 and b > 0 else 1.0
 
 
 @dataclass(frozen=True)
@@ -179,10 +236,14 @@ class MeasuredSpeeds:
             row.measured = s
             row.speed_source = "measured"
             per = ratios.setdefault(place, {"tg": {}, "pp": {}})
-            if s.tg_tps and row.predicted_tg_tps > 0:
-                per["tg"][s.type] = s.tg_tps / row.predicted_tg_tps
-            if s.pp_tps and row.predicted_pp_tps > 0:
-                per["pp"][s.type] = s.pp_tps / row.predicted_pp_tps
+            predict_at = getattr(row, "predict_at", None)
+            for which in ("tg", "pp"):
+                shown = s.at_depth(which, int(getattr(row, "depth", 0) or 0), predict_at)
+                if shown is not None and hasattr(row, "measured_depth"):
+                    row.measured_depth[which], row.measured_how[which] = shown
+                ratio = _ratio(row, which, s.anchor(which), predict_at)
+                if ratio is not None:
+                    per[which][s.type] = ratio
         calib: dict[str, Calibration] = {}
         for place, per in ratios.items():
             tg, pp = per["tg"], per["pp"]
@@ -199,6 +260,20 @@ class MeasuredSpeeds:
             if row.speed_source != "measured":
                 row.speed_source = "calibrated"
         return {p: c.to_dict() for p, c in calib.items()}
+
+
+def _ratio(
+    row: Any, which: str, anchor: tuple[int, float] | None, predict_at: PredictAt | None
+) -> float | None:
+    """Measured / predicted at the measurement's shallowest depth."""
+    if anchor is None:
+        return None
+    depth, value = anchor
+    if depth == 0 or predict_at is None:
+        predicted = float(getattr(row, f"predicted_{which}_tps"))
+    else:
+        predicted = predict_at(depth)[0 if which == "tg" else 1]
+    return value / predicted if predicted > 0 else None
 
 
 def _num(*values: Any) -> float | None:
@@ -219,7 +294,8 @@ def _int(*values: Any) -> int | None:
 def speeds_from_runs(
     runs: Iterable[Any], model: Any, recipes: Mapping[str, Recipe] | None = None
 ) -> MeasuredSpeeds:
-    """Every usable speed measurement of ``model``'s quants (any iterable of ``RunRecord``)."""
+    """Every usable speed measurement of ``model``'s quants (any iterable of ``RunRecord``):
+    pp/tg runs, depth sweeps (``speed_curve``), offload sweeps (one per GPU-layer count)."""
     recipes = dict(recipes or {})
     n_layer = int(getattr(model, "n_layer", 0) or 0)
     out: list[SpeedMeasurement] = []
@@ -228,36 +304,83 @@ def speeds_from_runs(
             continue
         m = run.metrics if isinstance(run.metrics, dict) else {}
         tg, pp = _num(m.get("tg_tps")), _num(m.get("pp_tps"))
-        if not tg and not pp:
+        curve = SpeedCurve.from_json(m.get("speed_curve"))
+        offload = SpeedCurve.from_json(m.get("offload_curve"))
+        if not tg and not pp and not curve and not offload:
             continue
         if not _same_model(run, model, recipes):
             continue
         t = _run_type(run, recipes)
         if t is None:
             continue
-        hw = run.hardware if isinstance(run.hardware, dict) else {}
-        settings = run.settings if isinstance(run.settings, dict) else {}
+        hw, settings = _dict(run.hardware), _dict(run.settings)
         gpus = tuple(str(g) for g in hw.get("gpus") or ())
         ngl = _int(m.get("n_gpu_layers"), settings.get("n_gpu_layers"))  # -1: all layers
+        moe = _int(m.get("n_cpu_moe"), settings.get("n_cpu_moe")) or 0
         threads = _num(m.get("threads"), settings.get("threads"))
         cores = _num(hw.get("usable_cores"))
+        common = SpeedMeasurement(
+            type=t,
+            run_id=int(run.id),
+            created=float(run.finished or run.created or 0.0),
+            placement="",
+            gpus=gpus,
+            cpu_model=hw.get("cpu_model") or None,
+            usable_cores=None if cores is None else int(cores),
+            threads=None if threads is None else int(threads),
+            pp_tps=None,
+            pp_sd=None,
+            tg_tps=None,
+            tg_sd=None,
+        )
+        if tg or pp or curve:
+            if curve and not (tg or pp):  # a sweep without depth 0: its shallowest point
+                first = curve.points[0]
+                pp, tg = first.value("pp"), first.value("tg")
+            out.append(
+                replace(
+                    common,
+                    placement=run_placement(ngl, len(gpus), n_layer, moe),
+                    pp_tps=pp or None,
+                    pp_sd=_num(m.get("pp_tps_sd")),
+                    tg_tps=tg or None,
+                    tg_sd=_num(m.get("tg_tps_sd")),
+                    curve=curve,
+                )
+            )
+        out += _offload_measurements(common, m, offload, len(gpus), n_layer)
+    return MeasuredSpeeds(out, *_this_machine())
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _offload_measurements(
+    common: SpeedMeasurement, m: Mapping[str, Any], offload: SpeedCurve, n_gpus: int, n_layer: int
+) -> list[SpeedMeasurement]:
+    """One measurement per point of an offload sweep, each with its own placement."""
+    axis = m.get("offload_axis", "ngl")
+    depth = _int(m.get("offload_depth")) or 0
+    out = []
+    for p in offload.points:
+        place = (
+            run_placement(p.x, n_gpus, n_layer)
+            if axis == "ngl"
+            else run_placement(-1, n_gpus, n_layer, p.x)
+        )
         out.append(
-            SpeedMeasurement(
-                type=t,
-                run_id=int(run.id),
-                created=float(run.finished or run.created or 0.0),
-                placement=run_placement(ngl, len(gpus), n_layer),
-                gpus=gpus,
-                cpu_model=hw.get("cpu_model") or None,
-                usable_cores=None if cores is None else int(cores),
-                threads=None if threads is None else int(threads),
-                pp_tps=pp or None,
-                pp_sd=_num(m.get("pp_tps_sd")),
-                tg_tps=tg or None,
-                tg_sd=_num(m.get("tg_tps_sd")),
+            replace(
+                common,
+                placement=place,
+                pp_tps=p.value("pp"),
+                pp_sd=p.sd("pp"),
+                tg_tps=p.value("tg"),
+                tg_sd=p.sd("tg"),
+                curve=SpeedCurve((CurvePoint(depth, p.pp, p.pp_sd, p.tg, p.tg_sd),)),
             )
         )
-    return MeasuredSpeeds(out, *_this_machine())
+    return out
 
 
 def _this_machine() -> tuple[str | None, int, int]:
@@ -297,10 +420,30 @@ def speed_text(row: Any, which: str) -> str:
 
 
 def speed_tooltip(row: Any, which: str) -> str:
-    """``which``: "tg" | "pp". Says where the figure comes from."""
-    name = {"tg": "Generation (tg128)", "pp": "Prompt processing (pp512)"}[which]
-    pred = getattr(row, f"predicted_{which}_tps")
+    """``which``: "tg" | "pp". Says where the figure comes from, at which depth."""
+    depth = int(getattr(row, "depth", 0) or 0)
+    test = {"tg": "Generation (tg128", "pp": "Prompt processing (pp512"}[which]
+    name = f"{test} @ depth {depth:,})" if depth else f"{test})"
+    pred = (
+        row.predicted_at_depth(which)
+        if hasattr(row, "predicted_at_depth")
+        else getattr(row, f"predicted_{which}_tps")
+    )
     s = row.measured
+    shown = getattr(row, "measured_depth", {}).get(which)
+    if s is not None and shown:
+        how = row.measured_how.get(which, "measured")
+        err = f" ({100 * (pred / shown - 1):+.0f}% off)" if shown > 0 else ""
+        near = s._curve().nearest(which, depth)
+        seen = ""
+        if near is not None:
+            sd = next((p.sd(which) for p in s._curve().points if p.x == near[0]), None)
+            spread = f" ± {sd:.1f}" if sd is not None else ""
+            seen = f"; measured on {s.date}: {near[1]:.1f}{spread} tokens/s at depth {near[0]:,}"
+        return (
+            f"{name}: {shown:.1f} tokens/s, {how}{seen} (eval run {s.run_id}); "
+            f"predicted {pred:.1f}{err}."
+        )
     value = getattr(s, f"{which}_tps") if s is not None else None
     if value:
         sd = getattr(s, f"{which}_sd")
@@ -318,7 +461,10 @@ def speed_tooltip(row: Any, which: str) -> str:
             f"{name}: {shown:.1f} tokens/s, calibrated from {c.n} measurement{plural} on this "
             f"hardware (predicted {pred:.1f} × median measured/predicted {ratio:.2f})."
         )
-    return f"{name}: predicted {pred:.1f} tokens/s (memory bandwidth / compute model)."
+    return (
+        f"{name}: predicted {pred:.1f} tokens/s (memory bandwidth / compute model, with the "
+        "KV cache read at this depth)."
+    )
 
 
 def speed_caption(plan: Any) -> str:

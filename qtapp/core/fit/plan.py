@@ -11,7 +11,9 @@ Placement (which device holds what) lives in :mod:`qtapp.core.fit.placement`, pe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from qtapp.core.fit.devices import DEFAULT_MARGIN, GIB, MIB, Device
@@ -91,10 +93,28 @@ class PlanRow:
     speed_source: str = "predicted"  # "predicted" | "calibrated" | "measured"
     measured: SpeedMeasurement | None = None  # this type measured on this hardware/placement
     calibration: Calibration | None = None  # ratios from the measured types of this placement
+    #: tokens already in the KV cache that the shown speeds are for: the chosen context
+    depth: int = 0
+    predicted_tg_depth_tps: float = 0.0  # predicted at ``depth`` (0: as predicted_tg_tps)
+    predicted_pp_depth_tps: float = 0.0
+    #: depth -> predicted (tg, pp) for this row's placement (what measured curves are scaled by)
+    predict_at: Callable[[int], tuple[float, float]] | None = field(
+        default=None, repr=False, compare=False
+    )
+    #: "tg" / "pp" -> the measurement at ``depth`` (interpolated on a measured curve, or the
+    #: nearest measured depth scaled by the prediction), and how it was obtained
+    measured_depth: dict[str, float] = field(default_factory=dict)
+    measured_how: dict[str, str] = field(default_factory=dict)
+
+    def predicted_at_depth(self, which: str) -> float:
+        value: float = getattr(self, f"predicted_{which}_depth_tps")
+        return value if value > 0 else float(getattr(self, f"predicted_{which}_tps"))
 
     def _speed(self, which: str) -> float:
-        predicted: float = getattr(self, f"predicted_{which}_tps")
-        value = getattr(self.measured, f"{which}_tps") if self.measured is not None else None
+        predicted = self.predicted_at_depth(which)
+        value = self.measured_depth.get(which)
+        if value is None and self.measured is not None:
+            value = getattr(self.measured, f"{which}_tps")
         if value:
             return float(value)
         ratio = getattr(self.calibration, f"{which}_ratio") if self.calibration else None
@@ -136,6 +156,9 @@ class PlanRow:
             "verdict": self.verdict,
             "predicted_tg_tps": round(self.predicted_tg_tps, 2),
             "predicted_pp_tps": round(self.predicted_pp_tps, 1),
+            "depth": self.depth,
+            "predicted_tg_depth_tps": round(self.predicted_at_depth("tg"), 2),
+            "predicted_pp_depth_tps": round(self.predicted_at_depth("pp"), 1),
             "weights_exact": self.weights_exact,
             "memory_exact": self.memory_exact,
             "needs_imatrix": self.needs_imatrix,
@@ -163,6 +186,9 @@ class PlanRow:
                 measured_run_id=s.run_id,
                 measured_at=s.date,
             )
+        for which, value in self.measured_depth.items():
+            out[f"measured_{which}_depth_tps"] = round(value, 2 if which == "tg" else 1)
+            out[f"measured_{which}_how"] = self.measured_how.get(which, "")
         c = self.calibration
         for which in ("tg", "pp"):
             if c is not None and self.speed_source_of(which) == "calibrated":
@@ -266,9 +292,11 @@ def plan_row(
     ngl_used, n_cpu_moe = pl.n_gpu_layers, pl.n_cpu_moe
     all_on_gpu = bool(inp.gpus) and ngl_used >= full and n_cpu_moe == 0
     verdict = verdict_of(uses, all_on_gpu or not inp.gpus)
-    tg, pp = predict_speed(
-        m, uses, inp.gpus, inp.host, cs, g.has_float_matrices, min(ngl_used, n_all)
+    predict_at = partial(
+        predict_speed, m, uses, inp.gpus, inp.host, cs, g.has_float_matrices, min(ngl_used, n_all)
     )
+    tg, pp = predict_at()
+    tg_d, pp_d = predict_at(depth=cs.n_ctx)
     qt = QUANT_TYPES.get(w.target)
     bpw = 8.0 * w.total / max(m.n_params, 1)
     row = PlanRow(
@@ -290,6 +318,8 @@ def plan_row(
     )
     measured = inp.quality.measured.get(w.target)
     row.measured_quality = measured.value if measured is not None else None
+    row.depth, row.predicted_tg_depth_tps, row.predicted_pp_depth_tps = cs.n_ctx, tg_d, pp_d
+    row.predict_at = lambda depth: predict_at(depth=depth)
     row.tensor_split = pl.tensor_split
     row.llama_args = " ".join(
         a for a in (llama_args(pl, bool(inp.gpus), len(inp.gpus)), inp.load.flag()) if a

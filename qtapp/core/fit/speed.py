@@ -16,6 +16,13 @@ Prompt processing is compute-bound: 2 FLOPs per active parameter per token. The 
 bandwidth relative to the H200 (a coarse proxy for their generation). Layers on the CPU during
 prompt processing are computed on the GPU with their weights streamed over PCIe (llama.cpp's
 op offload), about 25 GB/s.
+
+Depth (llama-bench's ``-d``: tokens already in the KV cache) costs attention. Each generated
+token reads the K and V rows of every cached token, per attention layer (a sliding-window
+layer only its window): ``sum_l bytes per cell_l x min(depth, window_l)``, read from the device
+holding that layer's cache at the same efficiency as F16 weights (the cache is F16 by default).
+Each prompt token also computes ``4 x n_head x head_dim`` FLOPs per cached token it attends to
+(QK^T and the weighted sum of V), on top of the weights' ``2 x params``.
 """
 
 from __future__ import annotations
@@ -37,6 +44,38 @@ CPU_FLOPS = 2e11  # a desktop CPU's effective llama.cpp matmul throughput
 PCIE_BYTES_PER_S = 25e9
 
 
+def depth_cost(m: ModelInfo, cs: ContextSettings, depth: int) -> tuple[float, float]:
+    """(KV bytes one generated token reads, extra attention FLOPs per prompt token) with
+    ``depth`` tokens in the cache, beyond what an empty cache costs. Memoized on the model."""
+    if depth <= 0:
+        return 0.0, 0.0
+    key = ("depth_cost", cs.type_k, cs.type_v, cs.n_ubatch, int(depth))
+    hit: tuple[float, float] | None = m.memo.get(key)
+    if hit is not None:
+        return hit
+    from qtapp.core.fit.kv_model import row_bytes
+
+    half = max(cs.n_ubatch, 1) / 2  # a prompt token attends on average to half its ubatch
+    kv = flops = 0.0
+    swa = m.swa_layers
+    heads = m.n_head
+    for il in range(m.n_layer):
+        n_kv = m.n_head_kv[il] if il < len(m.n_head_kv) else 0
+        if n_kv == 0 or (il < len(m.recurrent_layers) and m.recurrent_layers[il]):
+            continue
+        cap = float(m.n_swa) if il < len(swa) and swa[il] and m.n_swa > 0 else float("inf")
+        cell = row_bytes(cs.type_k, m.head_dim_k * n_kv) + row_bytes(cs.type_v, m.head_dim_v * n_kv)
+        kv += cell * min(float(depth), cap)
+        n_head = heads[il] if il < len(heads) else n_kv
+        seen = min(depth + half, cap) - min(half, cap)
+        flops += 2.0 * n_head * (m.head_dim_k + m.head_dim_v) * seen
+    if len([k for k in m.memo if isinstance(k, tuple) and k[:1] == ("depth_cost",)]) > 512:
+        for k in [k for k in m.memo if isinstance(k, tuple) and k[:1] == ("depth_cost",)]:
+            del m.memo[k]
+    m.memo[key] = (kv, flops)
+    return kv, flops
+
+
 def predict_speed(
     m: ModelInfo,
     uses: list[Any],
@@ -45,20 +84,29 @@ def predict_speed(
     cs: ContextSettings,
     float_weights: bool = False,
     gpu_layers: int = 0,
+    depth: int = 0,
 ) -> tuple[float, float]:
-    """(tg, pp) tokens/s for a placement (``uses``: DeviceUse per GPU, then the CPU)."""
+    """(tg, pp) tokens/s for a placement (``uses``: DeviceUse per GPU, then the CPU) with
+    ``depth`` tokens already in the KV cache (0: llama-bench's default tg128 / pp512)."""
     eff = GPU_EFFICIENCY_FLOAT if float_weights else GPU_EFFICIENCY_QUANT
     seconds = gpu_layers * GPU_SECONDS_PER_LAYER if gpus else 0.0
     cpu_bytes = 0.0
+    kv_read, attn_flops = depth_cost(m, cs, depth)
+    kv_total = sum(float(getattr(u, "kv_bytes", 0) or 0) for u in uses)
     for u, dev in zip(uses, [*gpus, host], strict=False):
+        share = float(getattr(u, "kv_bytes", 0) or 0) / kv_total if kv_total else 0.0
+        if not kv_total and u.device == "CPU":
+            share = 1.0  # no cache sized: count it where the weights are read last
         if u.device == "CPU":
             cpu_bytes = u.read_bytes
             seconds += u.read_bytes / (dev.bandwidth * CPU_EFFICIENCY)
+            seconds += kv_read * share / (dev.bandwidth * CPU_EFFICIENCY)
         else:
             seconds += u.read_bytes / (max(dev.bandwidth, 1.0) * eff)
+            seconds += kv_read * share / (max(dev.bandwidth, 1.0) * GPU_EFFICIENCY_FLOAT)
     frac = (m.n_expert_used / m.n_expert) if m.is_moe and m.n_expert_used else 1.0
     tg = 1.0 / seconds if seconds > 0 else 0.0
-    flops = 2.0 * m.n_params_active
+    flops = 2.0 * m.n_params_active + attn_flops
     if gpus:
         bw = sum(g.bandwidth for g in gpus) / len(gpus)
         gpu_flops = H200_PP_FLOPS * bw / H200_BANDWIDTH

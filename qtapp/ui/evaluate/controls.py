@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMenu,
@@ -110,6 +111,14 @@ class EvalControls(QWidget):
         self.speed = QCheckBox("Measure pp512 and tg128 speed")
         self.speed.setChecked(True)
         form.addRow("", self.speed)
+        self.depths = QLineEdit("0")
+        self.depths.setToolTip(
+            "Tokens already in the KV cache when speed is measured, as llama-bench -d: "
+            "e.g. 0,1024,4096,16384. Each depth is one point of the speed curves (the cache "
+            "is filled once per depth, untimed). Up to the model's trained context."
+        )
+        self.depths.setPlaceholderText("e.g. 0,1024,4096")
+        form.addRow("Speed at depths", self.depths)
         self.reps = QSpinBox()
         self.reps.setRange(1, 50)
         self.reps.setValue(5)
@@ -198,6 +207,17 @@ class EvalControls(QWidget):
         """Put ``widget`` under the controls (above the stretch that keeps them at the top)."""
         outer = self.layout()
         outer.insertWidget(outer.count() - 1, widget)
+
+    def speed_depths(self) -> list[int] | None:
+        """The depths typed (None, with the reason in the status line, when unreadable)."""
+        from qtapp.core.errors import QuantLensError
+        from qtapp.core.evaluate.speed_sweep import parse_depths
+
+        try:
+            return parse_depths(self.depths.text() or "0")
+        except QuantLensError as exc:
+            self.status.setText(f"{exc.message} {exc.hint}")
+            return None
 
     # -- models ----------------------------------------------------------------------------
     def model_paths(self) -> list[Path]:

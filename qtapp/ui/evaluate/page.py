@@ -30,11 +30,13 @@ from qtapp.core.evaluate.runs import EvalRecorder, eval_params
 from qtapp.core.fit.quants import split_quant_name
 from qtapp.core.jobs.events import Cancelled, Event, Failed, Finished, Point, Progress
 from qtapp.core.jobs.job import JobSpec
+from qtapp.ui.common.background import BackgroundCall
 from qtapp.ui.common.context import AppContext
 from qtapp.ui.common.live_plot import PALETTE, LivePlot
 from qtapp.ui.common.workers import JobRunner
 from qtapp.ui.evaluate.controls import EvalControls
 from qtapp.ui.evaluate.memory_panel import MemoryPanel
+from qtapp.ui.evaluate.speed_charts import SpeedCurves
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ class Page(QWidget):
         self.ctx = ctx
         self._runs: list[_RunView] = []
         self._counter = 0
+        self._check: BackgroundCall | None = None  # the depth check before a speed sweep
 
         self.controls = EvalControls()
         self.controls.start.connect(self.start)
@@ -104,22 +107,8 @@ class Page(QWidget):
             integer_x=True,
             legend=False,
         )
-        self.pp_plot = LivePlot(
-            "Prompt processing (pp512)",
-            "repetition",
-            "tokens/s",
-            symbols=True,
-            integer_x=True,
-            legend=False,
-        )
-        self.tg_plot = LivePlot(
-            "Generation (tg128)",
-            "repetition",
-            "tokens/s",
-            symbols=True,
-            integer_x=True,
-            legend=False,
-        )
+        self.speed = SpeedCurves()
+        self.pp_plot, self.tg_plot = self.speed.pp_plot, self.speed.tg_plot
         self.acc_plot = LivePlot(
             "Task accuracy (95% band)",
             "tasks scored",
@@ -154,15 +143,16 @@ class Page(QWidget):
         export_row.addWidget(clear)
 
         speed_row = QSplitter(Qt.Horizontal)
-        speed_row.addWidget(self.pp_plot)
-        speed_row.addWidget(self.tg_plot)
+        speed_row.addWidget(self.speed)
         speed_row.addWidget(self.acc_plot)
+        speed_row.setStretchFactor(0, 2)
+        speed_row.setStretchFactor(1, 1)
         charts = QSplitter(Qt.Vertical)
         charts.addWidget(self.ppl_plot)
         charts.addWidget(self.kld_plot)
         charts.addWidget(speed_row)
         charts.addWidget(self.table)
-        charts.setSizes([320, 220, 200, 150])
+        charts.setSizes([300, 200, 260, 150])
         right = QWidget()
         rv = QVBoxLayout(right)
         rv.setContentsMargins(0, 0, 0, 0)
@@ -204,9 +194,42 @@ class Page(QWidget):
         if not models:
             self.controls.status.setText("Add at least one model (.gguf) to evaluate.")
             return
+        depths = self.controls.speed_depths() if self.controls.speed.isChecked() else [0]
+        if depths is None:
+            return  # the controls said what is wrong with the depths
+        if max(depths) > 0:
+            self._check_then_start(models, depths)
+            return
+        self._start(models, depths)
+
+    def _check_then_start(self, models: list[Path], depths: list[int]) -> None:
+        """A depth beyond a model's trained context, or one the plan says does not fit, is
+        refused before anything starts (the check reads headers: off the GUI thread)."""
+        from qtapp.core.evaluate.speed_sweep import check_sweep
+
+        reps, threads = self.controls.reps.value(), self.controls.threads.value()
+        hardware = self.ctx.hardware
+
+        def task(_call: BackgroundCall) -> None:
+            for model in models:
+                check_sweep(model, depths, reps, threads or None, None, 0, hardware)
+
+        self.controls.start_btn.setEnabled(False)
+        self.controls.status.setText("Checking the depths against each model's context…")
+        call = BackgroundCall(task, "speed-check", self)
+        call.finished.connect(lambda _r: self._start(models, depths))
+        call.failed.connect(self._refused)
+        self._check = call
+        call.start()
+
+    def _refused(self, message: str) -> None:
+        self.controls.start_btn.setEnabled(True)
+        self.controls.status.setText(f"Not started: {message}")
+
+    def _start(self, models: list[Path], depths: list[int]) -> None:
         base = self.controls.base.text() or None
         for model in models:
-            self._submit(model, base)
+            self._submit(model, base, depths)
         if self.controls.task_file.text():
             for model in models:
                 self._submit_tasks(model)
@@ -266,6 +289,7 @@ class Page(QWidget):
             return
         for p in self.plots:
             p.clear()
+        self.speed.clear()
         self.table.setRowCount(0)
         self._runs.clear()
 
@@ -285,7 +309,7 @@ class Page(QWidget):
         return out
 
     # -- jobs ------------------------------------------------------------------------------
-    def _submit(self, model: Path, base: str | None) -> None:
+    def _submit(self, model: Path, base: str | None, depths: list[int] | None = None) -> None:
         c = self.controls
         params = eval_params(
             model,
@@ -297,6 +321,7 @@ class Page(QWidget):
             c.threads.value() or None,
             None,
             c.reps.value(),
+            depths,
         )
         self._counter += 1
         key = f"{model.name}#{self._counter}"
@@ -306,8 +331,8 @@ class Page(QWidget):
         if base:
             self.kld_plot.add_run(key, label, color)
         if c.speed.isChecked():
-            self.pp_plot.add_run(key, label, color)
-            self.tg_plot.add_run(key, label, color)
+            self.speed.add_run(key, label, color)
+            self.speed.predict(key, model, params, self.ctx.hardware)
         row = self.table.rowCount()
         self.table.insertRow(row)
         rv = _RunView(key, model, color, EvalRecorder(model, params, background=True), row)
@@ -369,10 +394,8 @@ class Page(QWidget):
                 self.ppl_plot.append(rv.key, ev.x, ev.y, ev.err)
             elif ev.series == "kld":
                 self.kld_plot.append(rv.key, ev.x, ev.y, ev.err)
-            elif ev.series == "pp_tps":
-                self.pp_plot.append(rv.key, ev.x, ev.y)
-            elif ev.series == "tg_tps":
-                self.tg_plot.append(rv.key, ev.x, ev.y)
+            elif ev.series in ("pp_depth", "tg_depth"):
+                self.speed.on_point(rv.key, ev)
             if ev.series == "ppl":
                 self._set_row(rv, "running", rv.recorder.partial_result())
         elif isinstance(ev, Progress):

@@ -7,7 +7,8 @@ chunk is scored. One ``Point`` per chunk streams out as soon as it is known, so 
 kill) keeps everything measured so far.
 
 ``speed`` reproduces ``llama-bench``: a warm-up run, then ``reps`` timed runs of a 512-token
-prompt and of 128 single-token generations, each in a fresh context, tokens/s mean and sd.
+prompt and of 128 single-token generations, each in a fresh context, tokens/s mean and sd; at
+each of ``depths`` (default [0]) as ``llama-bench -d`` (see ``bench_speed``).
 """
 
 from __future__ import annotations
@@ -338,7 +339,8 @@ def evaluate(params: dict[str, Any], emit: Emit) -> dict[str, Any]:
     """Perplexity of ``params["model"]`` (and KLD against ``params["base"]`` when given).
 
     Params: model, base, text (path; default text when absent), ctx (512), batch (2048),
-    chunks (all), threads, n_gpu_layers, speed (bool), reps (5), dump_logits (path, tests only).
+    chunks (all), threads, n_gpu_layers, speed (bool), reps (5), depths (speed at these context
+    depths, default [0]), dump_logits (path, tests only).
     """
     abort = AbortFlag()
     abort.install()

@@ -116,6 +116,28 @@ class _ThreadPool:
         self.ptr = None
 
 
+class _BuftOverride(ctypes.Structure):
+    _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
+
+
+#: llama.cpp's ``LLM_FFN_EXPS_REGEX`` (common/common.h): a block's routed-expert tensors
+FFN_EXPS_REGEX = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+
+
+def _cpu_moe_overrides(llama_cpp: Any, n_cpu_moe: int) -> Any:
+    """``--n-cpu-moe N`` as llama.cpp's tools build it: the expert tensors of the first N
+    blocks in the CPU buffer type, then a NULL-terminated end."""
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    cpu = ctypes.CDLL(str(next(lib_dir.glob("libggml-cpu.so*"))))
+    cpu.ggml_backend_cpu_buffer_type.restype = ctypes.c_void_p
+    buft = cpu.ggml_backend_cpu_buffer_type()
+    arr = (_BuftOverride * (n_cpu_moe + 1))()
+    for i in range(n_cpu_moe):
+        arr[i].pattern = f"blk\\.{i}{FFN_EXPS_REGEX}".encode()
+        arr[i].buft = buft
+    return arr
+
+
 class LlamaSession:
     """One model with one context. Use as a context manager; everything is freed on exit."""
 
@@ -133,6 +155,7 @@ class LlamaSession:
         repack: bool | None = None,
         abort_in_decode: bool = True,
         kv_unified: bool = False,
+        n_cpu_moe: int = 0,
     ) -> None:
         import llama_cpp
 
@@ -157,6 +180,10 @@ class LlamaSession:
             repack = not cpu_has_amx()
         mparams.use_extra_bufts = bool(repack)
         self.repack = bool(repack)
+        self.n_cpu_moe = max(0, int(n_cpu_moe))
+        if self.n_cpu_moe:
+            self._overrides = _cpu_moe_overrides(llama_cpp, self.n_cpu_moe)
+            mparams.tensor_buft_overrides = ctypes.addressof(self._overrides[0])
         self.model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self.model:
             raise QuantLensError(
@@ -284,8 +311,23 @@ class LlamaSession:
         self._seq_ptrs = [b.seq_id[i] for i in range(n)]
         self._nseq[:] = 1
 
-    def clear_memory(self) -> None:
-        self.L.llama_memory_clear(self.L.llama_get_memory(self.ctx), True)
+    def clear_memory(self, data: bool = True) -> None:
+        self.L.llama_memory_clear(self.L.llama_get_memory(self.ctx), data)
+
+    def pos_max(self) -> int:
+        """The largest position of sequence 0 in the memory (-1 when empty)."""
+        return int(self.L.llama_memory_seq_pos_max(self.L.llama_get_memory(self.ctx), 0))
+
+    def save_seq(self) -> Any:
+        """Sequence 0's state (its KV cells), as ``llama_state_seq_get_data`` copies it."""
+        size = int(self.L.llama_state_seq_get_size(self.ctx, 0))
+        buf = (ctypes.c_uint8 * max(size, 1))()
+        self.L.llama_state_seq_get_data(self.ctx, buf, size, 0)
+        return buf
+
+    def restore_seq(self, buf: Any) -> bool:
+        """Put a saved state back into sequence 0; False when this context cannot take it."""
+        return int(self.L.llama_state_seq_set_data(self.ctx, buf, len(buf), 0)) != 0
 
     def decode(
         self, tokens: np.ndarray, pos: np.ndarray, seq: np.ndarray, outputs: np.ndarray

@@ -1,0 +1,79 @@
+"""Speed against context depth on the Evaluate page (tiny model, real worker): live curves with
+their predictions, the stored curve, and depths refused before anything starts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qtapp.ui.common.context import AppContext
+
+
+@pytest.fixture()
+def page(qtbot):
+    from qtapp.ui.evaluate.page import Page
+
+    ctx = AppContext()
+    p = Page(ctx)
+    qtbot.addWidget(p)
+    p.resize(1280, 860)
+    p.show()
+    p.controls.ctx.setValue(128)
+    p.controls.reps.setValue(2)
+    p.controls.threads.setValue(2)
+    yield p
+    p.shutdown()
+    ctx.jobs.shutdown()
+
+
+@pytest.mark.timeout(240)
+def test_depth_curves_stream_with_predictions_and_are_stored(page, qtbot, tiny_model: Path) -> None:
+    from qtapp.core.fit.speed_curve import SpeedCurve
+    from qtapp.core.results.store import ResultsStore
+
+    page.controls.depths.setText("0, 256,512")
+    with qtbot.waitSignal(page.all_done, timeout=200_000):
+        page.queue([tiny_model], None, chunks=1, speed=True)
+    key = page.ppl_plot.runs()[0]
+    for plot in (page.pp_plot, page.tg_plot):
+        xs, ys, errs = plot.data(key)
+        assert list(xs) == [0, 256, 512] and (ys > 0).all() and (errs >= 0).all()
+    # the planner's curve, dashed beside the measured one, and its error per depth
+    qtbot.waitUntil(lambda: page.tg_plot.has_run(f"{key}#predicted"), timeout=30_000)
+    pred_x, pred_y, _e = page.tg_plot.data(f"{key}#predicted")
+    assert list(pred_x) == [0, 256, 512] and pred_y[0] > pred_y[-1] > 0  # depth costs
+    errors = page.speed.errors(key, "tg")
+    assert [e[0] for e in errors] == [0, 256, 512]
+    assert "predicted" in page.speed.note.text() and "at 512" in page.speed.note.text()
+    page.wait_stored()
+    run = ResultsStore.open().list_runs(kind="eval")[0]
+    curve = SpeedCurve.from_json(run.metrics["speed_curve"])
+    assert [p.x for p in curve.points] == [0, 256, 512]
+    assert curve.at("tg", 512) == pytest.approx(page.tg_plot.data(key)[1][2], rel=1e-3)
+    assert run.settings["depths"] == [0, 256, 512]
+    assert json.loads(run.metrics["speed_curve"])[0][0] == 0
+
+
+@pytest.mark.timeout(60)
+def test_depth_beyond_the_trained_context_is_refused_before_start(
+    page, qtbot, tiny_model: Path
+) -> None:
+    page.controls.depths.setText("0,100000")
+    page.controls.set_models([tiny_model])
+    page.controls.speed.setChecked(True)
+    page.start()
+    qtbot.waitUntil(lambda: "Not started" in page.controls.status.text(), timeout=30_000)
+    text = page.controls.status.text()
+    assert "trained context" in text and "2,048" in text and "Use depths up to" in text
+    assert not page.running() and page.table.rowCount() == 0
+    assert page.controls.start_btn.isEnabled()
+
+
+def test_unreadable_depths_say_so(page, tiny_model: Path) -> None:
+    page.controls.depths.setText("0,lots")
+    page.controls.set_models([tiny_model])
+    page.start()
+    assert "Cannot read the depth 'lots'" in page.controls.status.text()
+    assert page.table.rowCount() == 0
