@@ -36,6 +36,7 @@ from qtapp.core.results.store import ResultsStore, RunRecord
 from qtapp.ui.common.context import AppContext
 from qtapp.ui.compare.budget import RecommendationPanel, detected_budget, margin_bytes
 from qtapp.ui.compare.charts import CurvesChart, QualityChart, SpeedChart
+from qtapp.ui.compare.context_speed import ContextSpeedTab
 from qtapp.ui.compare.export import ExportButton
 from qtapp.ui.compare.table import CompareTable
 from qtapp.ui.compare.versus_panel import VersusPanel
@@ -145,6 +146,8 @@ class Page(QWidget):
         self.tabs.addTab(self.quality_chart, "Quality vs size")
         self.tabs.addTab(speed_tab, "Speed vs size")
         self.tabs.addTab(curves_tab, "Curves")
+        self.context_speed = ContextSpeedTab()
+        self.tabs.addTab(self.context_speed, "Speed at your context")
         self.recommendations = RecommendationPanel()
         self.versus = VersusPanel()
         side = QWidget()
@@ -333,7 +336,7 @@ class Page(QWidget):
         self.recommendations.show_for(self.rows, metric, budget)
         self.versus.show_for(self._all_runs, self._all_rows, budget)
         # only the visible chart is drawn now; the others when their tab is shown
-        self._stale = {0, 1, 2}
+        self._stale = {0, 1, 2, 3}
         self._draw_tab(self.tabs.currentIndex())
 
     @property
@@ -371,6 +374,8 @@ class Page(QWidget):
             )
         elif index == 1:
             self.speed_chart.update_rows(self.rows)
+        elif index == 3:
+            self.context_speed.show_runs(self.runs)
         else:
             self._draw_curves()
 
