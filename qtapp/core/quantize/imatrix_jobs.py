@@ -207,18 +207,6 @@ class ImatrixHooks(JobHooks):
         cleanup(self.spec, terminal)
 
 
-def describe(path: str | Path) -> str:
-    """One line about a matrix file: its chunks and text, e.g. for the Quantize page."""
-    from qtapp.core.quantize.imatrix import load_imatrix
-
-    imat = load_imatrix(path)
-    text = Path(imat.datasets[0]).name if imat.datasets else "unknown text"
-    size = f" of {imat.chunk_size}" if imat.chunk_size else ""
-    return (
-        f"{Path(path).name}: {len(imat.data)} matrices, {imat.chunk_count} chunks{size} of {text}"
-    )
-
-
 def run_imatrix(
     spec: JobSpec,
     on_event: Callable[[Event], Any] | None = None,

@@ -121,7 +121,6 @@ class Collector:
         self.on_rows: Any = None  # called with the rows the first matrix has seen (progress)
         self._first: str | None = None
         self._rows_seen = 0
-        self._names: dict[int, str] = {}
         self.callback = ggml.callback_type(self._callback)
 
     # -- the callback ----------------------------------------------------------------------
@@ -149,13 +148,10 @@ class Collector:
             return False
         return self._name(t).startswith("blk.")
 
-    def _name(self, t: GgmlTensor) -> str:
-        src0 = ctypes.addressof(t.src[0].contents)
-        name = self._names.get(src0)
-        if name is None:
-            name = filter_tensor_name(t.src[0].contents.name)
-            self._names[src0] = name
-        return name
+    @staticmethod
+    def _name(t: GgmlTensor) -> str:
+        # not cached by address: graph tensors (views of weights too) reuse addresses
+        return filter_tensor_name(t.src[0].contents.name)
 
     def _host_view(self, t: GgmlTensor, dtype: type, keep: list[Any]) -> np.ndarray:
         """``t``'s data as a numpy array of shape ne[::-1] with its strides (copied if on a GPU)."""
