@@ -307,3 +307,12 @@ def test_offload_curve_replaces_partial_offload_rows_on_the_same_gpu(tiny_model:
     assert r.tg_tps == pytest.approx(60.0 * r.predict_at(256)[0] / r.predict_at(0)[0])
     other = make_plan(PlanInputs(m, cs, h200, host, ngl=3, speeds=speeds), ["Q8_0"])
     assert other.row("Q8_0").speed_source == "predicted"  # type: ignore[union-attr]
+
+
+def test_offload_sweep_on_a_cpu_build_says_why(tiny_model: Path) -> None:
+    from qtapp.core.jobs.events import Failed
+
+    params = {"model": str(tiny_model), "axis": "ngl", "values": [0, 2], "reps": 1}
+    last, _events = Job(JobSpec("offload_sweep", params)).run()
+    assert isinstance(last, Failed) and "cannot offload to a GPU" in last.message
+    assert "CUDA build" in last.hint

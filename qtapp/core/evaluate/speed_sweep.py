@@ -236,3 +236,39 @@ def with_depths(sp: SweepPlan, depths: Sequence[int]) -> SweepPlan:
     at = sp.row.predict_at
     extra = {int(d): at(int(d)) for d in depths if at is not None and int(d) not in sp.predicted}
     return replace(sp, predicted={**sp.predicted, **extra})
+
+
+def parse_offload_values(text: str) -> list[int]:
+    """``"0,8,16"`` -> ``[0, 8, 16]`` (GPU layers or expert layers on the CPU)."""
+    values = parse_depths(text)  # the same rules: whole numbers >= 0, no repeats
+    if not values:
+        raise QuantLensError("No values given.", "Give layer counts like 0,8,16,24.")
+    return values
+
+
+def predict_offload(
+    model: str | Path, values: Sequence[int], report: Any, depth: int = 0, axis: str = "ngl"
+) -> dict[int, tuple[float, float]]:
+    """Predicted (tg, pp) at ``depth`` for each GPU-layer count (``axis="ngl"``); empty for
+    expert placement, which the planner chooses itself (no prediction is made up)."""
+    from qtapp.core.evaluate.memory import eval_repack, read_model_cached
+    from qtapp.core.fit.devices import devices_from_report, host_device
+    from qtapp.core.fit.host_memory import HostLoad
+    from qtapp.core.fit.kv_model import ContextSettings
+    from qtapp.core.fit.plan import PlanInputs, current_weights, plan_row
+
+    gpus = devices_from_report(report) if report is not None else []
+    if axis != "ngl" or not gpus:
+        return {}
+    m = read_model_cached(model)
+    cs = ContextSettings(n_ctx=sweep_context([depth]))
+    inp = PlanInputs(m, cs, gpus, host_device(report), load=HostLoad("mmap", eval_repack()))
+    cur = m.memo.get("current")
+    if cur is None:
+        cur = m.memo["current"] = current_weights(m)
+    out: dict[int, tuple[float, float]] = {}
+    for v in values:
+        row = plan_row(inp, cur, ngl=max(int(v), 0))
+        at = row.predict_at
+        out[int(v)] = at(depth) if at is not None else (0.0, 0.0)
+    return out

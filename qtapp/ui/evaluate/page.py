@@ -36,6 +36,7 @@ from qtapp.ui.common.live_plot import PALETTE, LivePlot
 from qtapp.ui.common.workers import JobRunner
 from qtapp.ui.evaluate.controls import EvalControls
 from qtapp.ui.evaluate.memory_panel import MemoryPanel
+from qtapp.ui.evaluate.offload_panel import OffloadPanel
 from qtapp.ui.evaluate.speed_charts import SpeedCurves
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ class Page(QWidget):
         self.controls.cancel.connect(self.cancel)
         self.memory = MemoryPanel(ctx)
         self.controls.add_section(self.memory)
+        self.offload = OffloadPanel(ctx, self.controls.model_paths)
+        self.controls.add_section(self.offload)
         left = QScrollArea()
         left.setWidgetResizable(True)
         left.setWidget(self.controls)
@@ -275,6 +278,7 @@ class Page(QWidget):
                 rv.runner.cancel()
             self._finish(rv, Cancelled())  # its late "done" is then ignored
         self._cancel_tasks()
+        self.offload.cancel()
         self.memory.shutdown()
         self.wait_stored()
 
