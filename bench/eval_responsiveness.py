@@ -32,6 +32,9 @@ def main() -> int:
     parser.add_argument("--chunks", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
+        "--depths", default="0", help="speed at these context depths, e.g. 0,512,1024 (issue #19)"
+    )
+    parser.add_argument(
         "--trace", action="store_true", help="print the GUI thread's stack during stalls > 40 ms"
     )
     args = parser.parse_args()
@@ -50,6 +53,7 @@ def main() -> int:
     page = win.pages["evaluate"]
     page.controls.reps.setValue(2)
     page.controls.threads.setValue(args.threads)
+    page.controls.depths.setText(args.depths)
     for _ in range(20):
         app.processEvents()
 

@@ -66,6 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--chunks", type=int, default=None, help="chunks to evaluate (default all)")
     parser.add_argument("--speed", action="store_true", help="also measure pp512 and tg128")
     parser.add_argument("--reps", type=int, default=5, help="speed repetitions (default 5)")
+    parser.add_argument(
+        "--depth",
+        default=None,
+        help="with --speed: measure at these context depths, e.g. 0,1024,4096 (llama-bench -d)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
     parser.add_argument(
         "--n-gpu-layers",
@@ -165,6 +170,16 @@ def run(args: argparse.Namespace) -> int:
             args.threads,
             args.n_gpu_layers,
         )
+        depths = None
+        if args.speed and args.depth:
+            from qtapp.core.evaluate import speed_sweep as sw
+
+            depths = sw.parse_depths(args.depth)
+            report, offload = sw.this_machine()
+            sw.check_sweep(
+                args.model, depths, args.reps, args.threads or None, args.n_gpu_layers, 0,
+                report, offload,
+            )  # fmt: skip
     except QuantLensError as exc:
         _error(exc.message, exc.hint)
         return 2
@@ -178,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
         args.threads or None,
         args.n_gpu_layers,
         args.reps,
+        depths,
     )
     rec = EvalRecorder(args.model, params)
     rec.begin()
@@ -204,6 +220,14 @@ def run(args: argparse.Namespace) -> int:
                         )
                     else:
                         print(f"  {name} run {int(ev.x)}: {ev.y:.2f} t/s", file=out, flush=True)
+                elif ev.series in ("pp_depth", "tg_depth") and depths:
+                    name, sd = ev.series[:2], ev.err or 0.0
+                    if args.json:
+                        row = {"speed": name, "depth": int(ev.x), "tps": ev.y, "sd": ev.err}
+                        print(json.dumps(row), file=out, flush=True)
+                    else:
+                        line = f"  {name} @ depth {int(ev.x)}: {ev.y:.2f} ± {sd:.2f} t/s"
+                        print(line, file=out, flush=True)
             elif isinstance(ev, Progress) and not args.json and ev.detail.get("phase") == "base":
                 print(f"  {ev.message}", file=sys.stderr, flush=True)
             elif isinstance(ev, (Finished, Failed, Cancelled)):

@@ -22,6 +22,7 @@ from qtapp.core.evaluate.speed_sweep import (
     check_sweep,
     parse_depths,
     sweep_params,
+    this_machine,
 )
 from qtapp.core.jobs.events import Cancelled, Failed, Finished, Point
 from qtapp.core.jobs.job import Job, JobSpec
@@ -64,20 +65,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.set_defaults(func=run)
 
 
-def _hardware() -> tuple[Any, bool | None]:
-    """This machine's GPUs (None: none or no NVML) and whether the llama.cpp build offloads."""
-    from qtapp.core.fit.devices import probe_devices
-    from qtapp.core.hardware.llama_build import cached_build
-
-    report = None
-    if probe_devices():
-        from qtapp.core.hardware.probe import probe_hardware
-
-        report = probe_hardware()
-    build = cached_build()
-    return report, (build.supports_gpu_offload if build is not None else None)
-
-
 def point_record(ev: Point, sp: SweepPlan, model: Path) -> dict[str, Any]:
     """One measured point as a JSON object: llama-bench's jsonl fields and the prediction."""
     test = ev.series[:2]
@@ -118,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
                 "Nothing to measure: --n-prompt and --n-gen are both 0 (or negative).",
                 "Use the defaults (512 and 128) or positive counts.",
             )
-        report, offload = _hardware()
+        report, offload = this_machine()
         sp = check_sweep(
             args.model,
             depths,

@@ -316,3 +316,27 @@ def test_offload_sweep_on_a_cpu_build_says_why(tiny_model: Path) -> None:
     last, _events = Job(JobSpec("offload_sweep", params)).run()
     assert isinstance(last, Failed) and "cannot offload to a GPU" in last.message
     assert "CUDA build" in last.hint
+
+
+@pytest.mark.timeout(180)
+def test_eval_cli_speed_at_depths(tiny_model: Path, quantlens_home: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "qtapp", "eval", str(tiny_model), "--ctx", "64", "--chunks", "1"]
+        + ["--speed", "--reps", "1", "--threads", "2", "--depth", "0,64", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    depth_rows = [(r["speed"], r["depth"]) for r in rows if "depth" in r]
+    assert depth_rows == [("pp", 0), ("tg", 0), ("pp", 64), ("tg", 64)]
+    bad = subprocess.run(
+        [sys.executable, "-m", "qtapp", "eval", str(tiny_model), "--speed", "--depth", "9999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2 and "trained context" in bad.stderr

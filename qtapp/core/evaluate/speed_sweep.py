@@ -52,6 +52,21 @@ def parse_depths(text: str | Sequence[int] | None) -> list[int]:
     return out
 
 
+def this_machine() -> tuple[Any, bool | None]:
+    """This machine's hardware report (None: no GPU or no NVML) and whether the installed
+    llama.cpp build offloads (None: not probed yet): what a sweep is planned on."""
+    from qtapp.core.fit.devices import probe_devices
+    from qtapp.core.hardware.llama_build import cached_build
+
+    report = None
+    if probe_devices():
+        from qtapp.core.hardware.probe import probe_hardware
+
+        report = probe_hardware()
+    build = cached_build()
+    return report, (build.supports_gpu_offload if build is not None else None)
+
+
 def sweep_context(depths: Sequence[int], n_prompt: int = 512, n_gen: int = 128) -> int:
     """The largest context the sweep opens (llama-bench: n_prompt + n_gen + depth per test)."""
     return max(depths or [0]) + max(n_prompt, n_gen, 1)

@@ -29,6 +29,10 @@ SERIES_TITLES = {
     "ppl_ratio": ("PPL ratio to the base", "tokens"),
     "tg_tps": ("generation tokens/s", "repetition"),
     "pp_tps": ("prompt tokens/s", "repetition"),
+    "tg_depth": ("generation tokens/s (tg128)", "depth (tokens already in the context)"),
+    "pp_depth": ("prompt tokens/s (pp512)", "depth (tokens already in the context)"),
+    "tg_offload": ("generation tokens/s (tg128)", "layers (offload sweep)"),
+    "pp_offload": ("prompt tokens/s (pp512)", "layers (offload sweep)"),
 }
 
 
