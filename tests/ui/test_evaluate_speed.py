@@ -77,3 +77,25 @@ def test_unreadable_depths_say_so(page, tiny_model: Path) -> None:
     page.start()
     assert "Cannot read the depth 'lots'" in page.controls.status.text()
     assert page.table.rowCount() == 0
+
+
+@pytest.mark.timeout(240)
+def test_cancel_keeps_the_measured_depth_points(page, qtbot, tiny_model: Path) -> None:
+    from qtapp.core.fit.speed_curve import SpeedCurve
+    from qtapp.core.results.store import ResultsStore
+
+    page.controls.threads.setValue(1)
+    page.controls.reps.setValue(3)
+    page.controls.depths.setText("0,256,1024,1536")
+    page.queue([tiny_model], None, chunks=1, speed=True)
+    qtbot.waitUntil(lambda: page.running(), timeout=30_000)
+    key = page.ppl_plot.runs()[0]
+    qtbot.waitUntil(lambda: len(page.tg_plot.data(key)[0]) >= 2, timeout=200_000)
+    with qtbot.waitSignal(page.all_done, timeout=30_000):
+        page.cancel()
+    kept = list(page.tg_plot.data(key)[0])
+    assert kept[:2] == [0, 256] and page.table.item(0, 1).text() == "partial"
+    page.wait_stored()
+    run = ResultsStore.open().list_runs(kind="eval")[0]
+    assert run.state == "partial"
+    assert [p.x for p in SpeedCurve.from_json(run.metrics["speed_curve"]).points][:2] == [0, 256]
