@@ -229,7 +229,11 @@ def _k(row: dict[str, Any] | None) -> str:
 
 
 def _top(row: dict[str, Any] | None) -> str:
-    return f"{row['same_top_pct']:.1f}%" if row and "same_top_pct" in row else "-"
+    return f"{100 * row['same_top']:.1f}%" if row and "same_top" in row else "-"
+
+
+def _ppl(row: dict[str, Any] | None) -> str:
+    return f"{row['ppl']:.3f}" if row and "ppl" in row else "-"
 
 
 def section(res: dict[str, Any], args: argparse.Namespace) -> str:
@@ -275,13 +279,15 @@ def section(res: dict[str, Any], args: argparse.Namespace) -> str:
         f"{res.get('eval_chunks', 20)}`), quants made with our matrix from the other text "
         "(Leviticus-Numbers):",
         "",
-        "| Type | Size | Mean KLD with imatrix | without | Same top token with / without |",
-        "|---|---|---|---|---|",
+        "| Type | Size | Mean KLD with imatrix | without | Same top token with / without "
+        "| PPL with / without |",
+        "|---|---|---|---|---|---|",
     ]
     for target, row in res["quality"].items():
         lines.append(
             f"| {target} | {row['with_bytes'] / 2**20:.1f} MiB | {_k(row['with'])} | "
-            f"{_k(row.get('without'))} | {_top(row['with'])} / {_top(row.get('without'))} |"
+            f"{_k(row.get('without'))} | {_top(row['with'])} / {_top(row.get('without'))} | "
+            f"{_ppl(row['with'])} / {_ppl(row.get('without'))} |"
         )
     lines += [
         "",
