@@ -43,7 +43,7 @@ def main() -> int:
     models = [QUANTS / f"gemma-3-270m-Q4_K_M-{t}.gguf" for t in ("Q8_0", "Q2_K")]
     done = []
     page.all_done.connect(lambda: done.append(1))
-    page.queue(models, None, 1, True, args.reps)
+    page.queue(models, None, 3, True, args.reps)
     while not done:
         app.processEvents()
         QApplication.instance().thread().msleep(20)  # type: ignore[union-attr]

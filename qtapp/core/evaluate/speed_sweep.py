@@ -236,13 +236,15 @@ def curve_errors(
 
 
 def error_text(errors: Sequence[tuple[int, float, float, float]]) -> str:
-    """``"predicted 12% high at depth 0 ... 30% high at 4,096"`` (the curve's worst and first)."""
+    """``"predicted 12% high at 0, 30% high at 4,096"`` (``×2.5 at 0`` from twice up)."""
     if not errors:
         return ""
     parts = []
     for d, _m, _p, e in errors:
-        word = "high" if e >= 0 else "low"
-        parts.append(f"{abs(e) * 100:.0f}% {word} at {d:,}")
+        if e >= 1.0:  # two times or more: a factor reads better than a percentage
+            parts.append(f"×{1 + e:.1f} at {d:,}")
+        else:
+            parts.append(f"{abs(e) * 100:.0f}% {'high' if e >= 0 else 'low'} at {d:,}")
     return "predicted " + ", ".join(parts)
 
 

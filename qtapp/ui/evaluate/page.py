@@ -155,7 +155,7 @@ class Page(QWidget):
         charts.addWidget(self.kld_plot)
         charts.addWidget(speed_row)
         charts.addWidget(self.table)
-        charts.setSizes([300, 200, 260, 150])
+        charts.setSizes([260, 170, 300, 140])
         right = QWidget()
         rv = QVBoxLayout(right)
         rv.setContentsMargins(0, 0, 0, 0)

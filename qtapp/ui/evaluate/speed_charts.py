@@ -32,13 +32,10 @@ class SpeedCurves(QWidget):
             legend=False,
         )  # fmt: skip
         self.tg_plot = LivePlot(
-            "Generation (tg128) vs depth — band ± sd, dashed: predicted",
-            DEPTH_AXIS,
-            "tokens/s",
-            band=True,
-            symbols=True,
-        )
-        self.note = QLabel("")
+            "Generation (tg128) vs depth", DEPTH_AXIS, "tokens/s", band=True, symbols=True,
+            legend=False,
+        )  # fmt: skip
+        self.note = QLabel("Band: ± sd of the repetitions; dashed: the planner's prediction.")
         self.note.setWordWrap(True)
         self.note.setTextFormat(Qt.TextFormat.RichText)
         self.note.setStyleSheet("color:#444")
@@ -122,7 +119,8 @@ class SpeedCurves(QWidget):
             if parts:
                 dot = f"<span style='color:{self._colors[key]}'>●</span>"
                 lines.append(f"{dot} {label}: {'; '.join(parts)}")
-        self.note.setText("<br>".join(lines))
+        legend = "Band: ± sd of the repetitions; dashed: the planner's prediction."
+        self.note.setText("<br>".join([*lines, f"<span style='color:#777'>{legend}</span>"]))
 
     def clear(self) -> None:
         for p in self.plots():
@@ -131,7 +129,7 @@ class SpeedCurves(QWidget):
         self._colors.clear()
         self._measured.clear()
         self._plans.clear()
-        self.note.setText("")
+        self.note.setText("Band: ± sd of the repetitions; dashed: the planner's prediction.")
 
     def errors(self, key: str, which: str) -> list[tuple[int, float, float, float]]:
         """(depth, measured, predicted, relative error) of one run (tests and exports)."""
