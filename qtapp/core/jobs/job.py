@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,6 +270,39 @@ class Job:
         """Run to the end in this thread; return the terminal event and all events before it."""
         seen = list(self.events())
         return seen[-1], seen[:-1]
+
+
+def run_to_end(
+    spec: JobSpec,
+    on_event: Callable[[Event], Any] | None = None,
+    on_start: Callable[[Job], Any] | None = None,
+    end: Callable[[Event], Any] | None = None,
+) -> Event:
+    """Run one job to its terminal event in this thread (the CLI, tests) and return it.
+
+    Events before it go to ``on_event``; ``on_start`` gets the :class:`Job` (to cancel it from
+    elsewhere); Ctrl+C cancels the child; ``end(terminal)`` always runs (clean-up, records)."""
+    job = Job(spec)
+    job.start()
+    if on_start is not None:
+        on_start(job)
+    terminal: Event = Failed(message="The job ended without a result.")
+    try:
+        for event in job.events():
+            if isinstance(event, TERMINAL):
+                terminal = event
+            elif on_event is not None:
+                on_event(event)
+    except KeyboardInterrupt:
+        job.cancel()
+        terminal = Cancelled()
+        raise
+    finally:
+        if job.is_running():
+            job.cancel()
+        if end is not None:
+            end(terminal)
+    return terminal
 
 
 def run_job(kind: str, **params: Any) -> dict[str, Any]:

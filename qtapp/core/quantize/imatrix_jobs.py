@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from qtapp.core.app.paths import app_paths, resources_dir
-from qtapp.core.jobs.events import Cancelled, Event, Failed, Finished
-from qtapp.core.jobs.job import Job, JobHooks, JobSpec
+from qtapp.core.jobs.events import Event, Finished
+from qtapp.core.jobs.job import Job, JobHooks, JobSpec, run_to_end
 
 log = logging.getLogger(__name__)
 
@@ -213,23 +213,4 @@ def run_imatrix(
     on_start: Callable[[Job], Any] | None = None,
 ) -> Event:
     """Run one imatrix job to its end in this thread (CLI, tests); always cleans up."""
-    job = Job(spec)
-    job.start()
-    if on_start is not None:
-        on_start(job)
-    terminal: Event = Failed(message="The job ended without a result.")
-    try:
-        for event in job.events():
-            if isinstance(event, (Finished, Failed, Cancelled)):
-                terminal = event
-            elif on_event is not None:
-                on_event(event)
-    except KeyboardInterrupt:
-        job.cancel()
-        terminal = Cancelled()
-        raise
-    finally:
-        if job.is_running():
-            job.cancel()
-        cleanup(spec, terminal)
-    return terminal
+    return run_to_end(spec, on_event, on_start, end=lambda terminal: cleanup(spec, terminal))

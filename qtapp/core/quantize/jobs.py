@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from qtapp.core.errors import QuantLensError
-from qtapp.core.jobs.events import Cancelled, Event, Failed, Finished
-from qtapp.core.jobs.job import Job, JobHooks, JobSpec
+from qtapp.core.jobs.events import Cancelled, Event, Finished
+from qtapp.core.jobs.job import Job, JobHooks, JobSpec, run_to_end
 from qtapp.core.quantize.outputs import (  # noqa: F401 - re-exported for the page and tests
     METADATA_MARGIN,
     check_output_free,
@@ -202,26 +202,5 @@ def run_quantize(
     hooks = QuantizeRecord(spec) if record else None
     if hooks is not None:
         hooks.begin()
-    job = Job(spec)
-    job.start()
-    if on_start is not None:
-        on_start(job)
-    terminal: Event = Failed(message="The job ended without a result.")
-    try:
-        for event in job.events():
-            if isinstance(event, (Finished, Failed, Cancelled)):
-                terminal = event
-            elif on_event is not None:
-                on_event(event)
-    except KeyboardInterrupt:
-        job.cancel()
-        terminal = Cancelled()
-        raise
-    finally:
-        if job.is_running():
-            job.cancel()
-        if hooks is not None:
-            hooks.end(terminal)
-        else:
-            cleanup(spec, terminal)
-    return terminal
+    end = hooks.end if hooks is not None else (lambda terminal: cleanup(spec, terminal))
+    return run_to_end(spec, on_event, on_start, end)
