@@ -13,8 +13,8 @@ from qtapp.core.errors import QuantLensError
 
 #: modules under qtapp.cli, one per subcommand, in the order ``--help`` lists them
 COMMANDS = [
-    "hw", "plan", "fetch", "quantize", "imatrix", "eval", "speed", "tasks", "versus", "get_tasks",
-    "results",
+    "hw", "plan", "fetch", "quantize", "imatrix", "tailor", "eval", "speed", "tasks", "versus",
+    "get_tasks", "results",
 ]  # fmt: skip
 
 

@@ -37,6 +37,7 @@ HANDLERS: dict[str, str] = {
     "dry_load_many": "qtapp.core.jobs.engine.dry_load:dry_load_many",
     "real_load": "qtapp.core.jobs.engine.dry_load:real_load",
     "dry_quantize_many": "qtapp.core.jobs.engine.dry_sizes:dry_quantize_many",
+    "tailor_scan": "qtapp.core.jobs.engine.tailor_scan:tailor_scan",
 }
 
 Emit = Callable[[Event], None]
