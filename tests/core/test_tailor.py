@@ -27,6 +27,7 @@ from qtapp.core.jobs.events import Cancelled, Finished, Progress
 from qtapp.core.jobs.job import Job
 from qtapp.core.tailor import tailor as core
 from qtapp.core.tailor.groups import bands, make_groups
+from qtapp.core.tailor.measure import STANDARD
 from qtapp.core.tailor.scan import Scan, ScanSettings, cached_scan, run_scan, scan_cost
 from qtapp.core.tailor.solve import Option, solve
 
@@ -133,9 +134,9 @@ def test_scan_is_cached_and_a_changed_model_is_scanned_again(tmp_path: Path) -> 
     small = ScanSettings(candidates=("Q4_K",), bands=1, ctx=64, chunks=1, batch=64)
     m = read_model(path)
     cost = scan_cost(m, small)
-    assert cost.evals >= len(make_groups([(t.name, t.shape) for t in m.tensors], 2, 1))
     scan, _ = run_scan(m, small)
     assert scan is not None and not scan.cached
+    assert cost.evals == scan.evals  # the cost shown before the start counts what is done
     again, _ = run_scan(m, small)
     assert again is not None and again.cached and again.delta == scan.delta
     work = app_paths().cache / "tailor" / "work"
@@ -252,4 +253,36 @@ def test_cli_prints_the_recipe_and_refuses_a_too_small_budget(
     assert out["bytes"] <= low + 4096
     assert out["tensor_type_args"][0] == "--tensor-type"
     assert Path(out["recipe_file"]).is_file()
+    gpus = subprocess.run(
+        [*args, "--gpus", "1x3GiB", "--ctx", "256", "--no-measure"], capture_output=True, text=True
+    )
+    assert gpus.returncode == 0, gpus.stderr
+    plan = json.loads(gpus.stdout)["plan"]
+    assert plan["verdict"] == "fits"
+    assert all(d["total_bytes"] <= d["budget"] for d in plan["devices"] if d["device"] != "CPU")
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
+
+
+@pytest.mark.timeout(240)
+def test_cli_measures_the_recipe_and_the_standard_types_around_it(
+    scanned: Scan, source: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    out_dir = tmp_path / "o"
+    low = core.smallest_mix(scanned)
+    args = [sys.executable, "-m", "qtapp", "tailor", str(source), "--out", str(out_dir)]
+    args += ["--bands", "1", "--candidates", "Q4_K,Q6_K", "--scan-ctx", "64", "--scan-chunks"]
+    args += ["2", "--eval-chunks", "1", "--budget", str(low + 65536), "--json"]
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    measured = out["measured"]
+    assert measured["kld_mean"] >= 0 and measured["kld_p99"] >= measured["kld_median"]
+    assert Path(measured["path"]).is_file()
+    assert out["nearby"], "the standard types of nearby size are measured too"
+    for row in out["nearby"]:
+        assert row["target"] in STANDARD
+        assert "kld_mean" in row and Path(row["path"]).is_file()
+    assert not list(out_dir.glob("*.part"))

@@ -183,23 +183,49 @@ def _store(m: ModelInfo, settings: ScanSettings, groups: list[Group], r: dict[st
 class ScanCost:
     """What the scan will cost, shown before it starts."""
 
-    evals: int  # spliced models to score, at most (fallback duplicates are skipped)
+    evals: int  # models to score (fallback duplicates are skipped)
     quantizations: int
     tokens_per_eval: int
     seconds: float
 
     def describe(self) -> str:
         return (
-            f"{self.quantizations} quantizations, then up to {self.evals} models of "
+            f"{self.quantizations} quantizations, then {self.evals} models of "
             f"{self.tokens_per_eval} scored tokens each: about {self.seconds / 60:.1f} min"
         )
 
 
+#: llama.cpp's fallbacks for rows not divisible by 256 (``tensor_type_fallback`` in
+#: llama-quant.cpp), only to count the scan's evaluations before it starts
+_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+
+
+def _effective(t: str, ncols: int) -> str:
+    from qtapp.core.fit.quants import BLOCK_SIZES
+
+    block = BLOCK_SIZES.get(t, (1, 1))[0]
+    return _FALLBACK.get(t, t) if ncols % block else t
+
+
+def count_evals(m: ModelInfo, settings: ScanSettings) -> int:
+    """The evaluations the scan makes: the reference, then one per group and distinct set of
+    tensor types (candidates that fall back to the same type, or to the high one, are free)."""
+    shapes = {t.name: t.shape for t in m.tensors}
+    evals = 1
+    for g in model_groups(m, settings):
+        seen = {tuple(_effective(settings.high, shapes[n][0]) for n in g.tensors)}
+        for t in settings.candidates:
+            key = tuple(_effective(t, shapes[n][0]) for n in g.tensors)
+            if key not in seen:
+                seen.add(key)
+                evals += 1
+    return evals
+
+
 def scan_cost(m: ModelInfo, settings: ScanSettings) -> ScanCost:
-    """An upper bound on the evaluations (fallback duplicates are found only in the child) and
-    a time estimate scaled from the measured Gemma 3 270M figures."""
-    groups = model_groups(m, settings)
-    evals = 1 + len(groups) * len([t for t in settings.candidates if t != settings.high])
+    """The evaluations and a time estimate: the measured seconds per evaluation of an earlier
+    scan of this model, else scaled from the Gemma 3 270M figures."""
+    evals = count_evals(m, settings)
     tokens = settings.chunks * (settings.ctx - settings.ctx // 2 - 1)
     gparams = m.n_params / 1e9
     gb_high = m.n_params * 8.5 / 8 / 1e9
