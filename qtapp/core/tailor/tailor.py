@@ -64,7 +64,10 @@ def _fixed_bytes(scan: Scan) -> int:
 
 
 def options_of(scan: Scan) -> dict[str, Any]:
-    return group_options(scan.groups, scan.sizes, scan.types, scan.delta)
+    """Each group's options: the candidates as measured, and the high type itself (no loss
+    against the reference by definition)."""
+    deltas = {g: {**d, scan.high: 0.0} for g, d in scan.delta.items()}
+    return group_options(scan.groups, scan.sizes, scan.types, deltas)
 
 
 def smallest_mix(scan: Scan) -> int:
