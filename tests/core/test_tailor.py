@@ -286,3 +286,34 @@ def test_cli_measures_the_recipe_and_the_standard_types_around_it(
         assert row["target"] in STANDARD
         assert "kld_mean" in row and Path(row["path"]).is_file()
     assert not list(out_dir.glob("*.part"))
+
+
+@pytest.mark.timeout(10)
+def test_group_names_by_class_and_band() -> None:
+    from qtapp.core.tailor.groups import group_name
+
+    cases = {
+        "blk.0.ffn_up_exps.weight": "b0-5.ffn_exps",
+        "blk.7.ffn_down_shexp.weight": "b6-11.ffn_shexp",
+        "blk.17.attn_output.weight": "b12-17.attn_output",
+        "blk.3.ffn_gate.weight": "b0-5.ffn_gate",
+        "token_embd.weight": "token_embd",
+        "output.weight": "output",
+    }
+    for name, group in cases.items():
+        assert group_name(name, 18, 3) == group
+
+
+@pytest.mark.timeout(120)
+def test_moe_scan_gives_the_experts_their_own_group_and_an_exact_recipe(tmp_path: Path) -> None:
+    from qtapp.testing.archs import write_tiny_qwen3moe
+    from qtapp.testing.filled import fill_random
+
+    m = read_model(fill_random(write_tiny_qwen3moe(tmp_path / "moe-F16.gguf")))
+    small = ScanSettings(candidates=("Q4_K",), bands=1, ctx=64, chunks=1, batch=64)
+    scan, terminal = run_scan(m, small)
+    assert isinstance(terminal, Finished) and scan is not None
+    assert "Q4_K" in scan.delta["b0-3.ffn_exps"]
+    budget = (core.smallest_mix(scan) + sum(scan.sizes["Q8_0"].values())) // 2
+    t = core.tailor_to_budget(scan, budget, "moe-tailored")
+    assert t.bytes <= budget and core.confirm_size(m, t) == t.bytes
