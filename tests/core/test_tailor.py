@@ -105,6 +105,16 @@ def test_solver_matches_brute_force_and_never_exceeds_the_budget() -> None:
         assert sol.predicted_kld == pytest.approx(best)
 
 
+def test_residual_of_the_whole_model_is_spread_over_the_lowered_groups(scanned: Scan) -> None:
+    fixed = core.corrected_deltas(scanned)
+    for t, whole in scanned.kld_all.items():
+        total = sum(fixed[g.name][t] for g in scanned.groups)
+        raw = sum(max(0.0, scanned.delta[g.name][t]) for g in scanned.groups)
+        # never below what was measured; up to the whole model's loss when that is larger
+        assert total >= raw - 1e-12
+        assert total == pytest.approx(max(raw, whole - scanned.reference_kld), rel=1e-9)
+
+
 @pytest.mark.timeout(10)
 def test_budget_below_the_smallest_mix_names_the_smallest_size() -> None:
     options = {"a": [Option("Q2_K", 2 * 2**20, 1.0)], "b": [Option("Q2_K", 3 * 2**20, 1.0)]}
@@ -123,6 +133,8 @@ def test_scan_measures_every_group_and_type_and_leaves_no_files(
     # lowering the most tensors to the lowest type costs more than the high reference
     assert scanned.delta["b0-3.ffn_down"]["Q4_K"] > 0
     assert scanned.reference_kld > 0
+    assert set(scanned.kld_all) == {"Q4_K", "Q6_K"}
+    assert scanned.kld_all["Q4_K"] > scanned.reference_kld
     assert scanned.sizes["Q4_K"]["token_embd.weight"] < scanned.sizes["Q8_0"]["token_embd.weight"]
     assert not any(source.parent.glob("*.part"))
 

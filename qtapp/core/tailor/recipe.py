@@ -20,7 +20,7 @@ def to_recipe(name: str, solution: Solution, groups: list[Group], high: str, not
     for g in groups:
         t = solution.choice[g.name]
         delta = next(o.delta for o in solution.options[g.name] if o.type == t)
-        rules.append(Rule(g.pattern, t, f"{g.name}: +{delta:.5f} KLD measured"))
+        rules.append(Rule(g.pattern, t, f"{g.name}: +{delta:.5f} KLD predicted"))
     return Recipe(name, high, tuple(rules), note, builtin=False)
 
 

@@ -42,7 +42,7 @@ HIGH = "Q8_0"
 #: Gemma 3 270M on 2 cores (refined by the measured seconds of earlier scans on this machine)
 _SEC_PER_TOKEN_GPARAM = 0.05
 _SEC_PER_GB = 0.6
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,7 @@ class Scan:
     evals: int
     seconds: float
     cached: bool = False
+    kld_all: dict[str, float] = field(default_factory=dict)  # every tensor at T, mean KLD
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -118,6 +119,7 @@ class Scan:
             int(r["evals"]),
             float(r["seconds"]),
             cached,
+            {t: float(v) for t, v in r.get("kld_all", {}).items()},
             r,
         )
 
@@ -208,10 +210,11 @@ def _effective(t: str, ncols: int) -> str:
 
 
 def count_evals(m: ModelInfo, settings: ScanSettings) -> int:
-    """The evaluations the scan makes: the reference, then one per group and distinct set of
-    tensor types (candidates that fall back to the same type, or to the high one, are free)."""
+    """The evaluations the scan makes: the reference, each candidate's whole model, then one
+    per group and distinct set of tensor types (candidates that fall back to the same type, or
+    to the high one, are free)."""
     shapes = {t.name: t.shape for t in m.tensors}
-    evals = 1
+    evals = 1 + len([t for t in settings.candidates if t != settings.high])  # whole models
     for g in model_groups(m, settings):
         seen = {tuple(_effective(settings.high, shapes[n][0]) for n in g.tensors)}
         for t in settings.candidates:

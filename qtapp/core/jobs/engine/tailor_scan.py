@@ -275,6 +275,23 @@ def _measure(
     return kld, p99, per_eval
 
 
+def _whole_models(
+    files: dict[str, GGUFFile],
+    high: str,
+    candidates: list[str],
+    score: _Scorer,
+    emit: Emit,
+) -> dict[str, float]:
+    """Mean KLD of every "all tensors at T" model: what the groups' sum should add up to."""
+    out: dict[str, float] = {}
+    for t in candidates:
+        if t == high:
+            continue
+        emit(Progress(0.15, f"scoring the whole model at {t}", {"phase": "scan"}))
+        out[t] = score(files[t].path)[0]
+    return out
+
+
 def _scan(
     params: dict[str, Any],
     emit: Emit,
@@ -310,6 +327,7 @@ def _scan(
     t0 = time.monotonic()
     ref_mean, ref_p99 = score(files[high].path)
     ref_seconds = time.monotonic() - t0
+    whole = _whole_models(files, high, candidates, score, emit)
     kld, p99, per_eval = _measure(files, high, groups, todo, score, work, emit, abort)
     for (g, t), src in same_as.items():
         if src is None:
@@ -322,12 +340,13 @@ def _scan(
         "candidates": candidates,
         "reference_kld": ref_mean,
         "reference_p99": ref_p99,
+        "kld_all": whole,
         "kld": kld,
         "kld_p99": p99,
         "delta": delta,
         "sizes": sizes,
         "types": types,
-        "evals": len(todo) + 1,
+        "evals": len(todo) + 1 + len(whole),
         "tokens": cache.chunks_total * (n_ctx - n_ctx // 2 - 1),
         "seconds_per_eval": per_eval or ref_seconds,
         "seconds": time.monotonic() - t_start,
