@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--out", type=Path, required=True, help="folder for the quantized files")
     p.add_argument("--name", help="recipe name (default: <model>-tailored-<budget>MiB)")
-    p.add_argument("--bands", type=int, default=2, help="layer bands per tensor class (2)")
+    p.add_argument("--bands", type=int, default=4, help="layer bands per tensor class (4)")
     p.add_argument(
         "--candidates", default=None, help="candidate types, default Q2_K,Q3_K,Q4_K,Q5_K,Q6_K"
     )

@@ -305,10 +305,10 @@ def test_group_names_by_class_and_band() -> None:
     from qtapp.core.tailor.groups import group_name
 
     cases = {
-        "blk.0.ffn_up_exps.weight": "b0-5.ffn_exps",
-        "blk.7.ffn_down_shexp.weight": "b6-11.ffn_shexp",
-        "blk.17.attn_output.weight": "b12-17.attn_output",
-        "blk.3.ffn_gate.weight": "b0-5.ffn_gate",
+        "blk.0.ffn_up_exps.weight": "b0-1.ffn_exps",
+        "blk.7.ffn_down_shexp.weight": "b2-15.ffn_shexp",
+        "blk.17.attn_output.weight": "b16-17.attn_output",
+        "blk.3.ffn_gate.weight": "b2-15.ffn_gate",
         "token_embd.weight": "token_embd",
         "output.weight": "output",
     }

@@ -53,14 +53,21 @@ class Group:
 
 
 def bands(n_layer: int, n_bands: int) -> list[tuple[int, int]]:
-    """``n_bands`` contiguous, near-equal runs of block indices, (first, last) inclusive."""
+    """``n_bands`` contiguous runs of block indices, (first, last) inclusive. From 3 bands on,
+    the first and the last eighth of the layers (at least one each) are bands of their own:
+    llama.cpp's own mixes and the *_XL recipes keep exactly those higher, and a band that
+    mixes them with the middle layers cannot."""
     n_bands = max(1, min(n_bands, max(n_layer, 1)))
-    out = []
-    for k in range(n_bands):
-        a = k * n_layer // n_bands
-        b = (k + 1) * n_layer // n_bands - 1
-        out.append((a, max(a, b)))
-    return out
+    if n_bands >= 3 and n_layer >= n_bands:
+        edge = max(1, n_layer // 8)
+        inner = _even(n_layer - 2 * edge, n_bands - 2, edge)
+        return [(0, edge - 1), *inner, (n_layer - edge, n_layer - 1)]
+    return _even(n_layer, n_bands, 0)
+
+
+def _even(n: int, k: int, start: int) -> list[tuple[int, int]]:
+    k = max(1, min(k, max(n, 1)))
+    return [(start + i * n // k, start + max(i * n // k, (i + 1) * n // k - 1)) for i in range(k)]
 
 
 def group_name(tensor: str, n_layer: int, n_bands: int) -> str:

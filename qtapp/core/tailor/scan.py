@@ -49,7 +49,7 @@ CACHE_VERSION = 2
 class ScanSettings:
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     high: str = HIGH
-    bands: int = 2  # layer bands per tensor class
+    bands: int = 4  # layer bands per tensor class (first and last eighth on their own)
     ctx: int = 256
     chunks: int = 1  # calibration chunks of ``ctx`` tokens (the second half of each is scored)
     batch: int = 2048
@@ -80,7 +80,7 @@ class ScanSettings:
         if self.bands < 1 or self.chunks < 1 or self.ctx < 16:
             raise QuantLensError(
                 "The scan needs at least 1 band, 1 chunk and a context of 16 tokens.",
-                "Use the defaults (2 bands, 1 chunk of 256 tokens).",
+                "Use the defaults (4 bands, 1 chunk of 256 tokens).",
             )
         if not self.text_path().is_file():
             raise QuantLensError(
