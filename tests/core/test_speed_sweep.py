@@ -216,15 +216,24 @@ def test_depth_term_reads_the_cache_and_caps_sliding_windows(
     cell = sum(
         row_bytes("f16", m.head_dim_k * k) + row_bytes("f16", m.head_dim_v * k) for k in m.n_head_kv
     )
-    assert depth_cost(m, cs, 0) == (0.0, 0.0)
-    kv, flops = depth_cost(m, cs, 1000)
-    assert kv == cell * 1000 and flops > 0
-    assert depth_cost(m, cs, 2000)[0] == 2 * kv
+    per_cell = sum(
+        2 * h * (m.head_dim_k + m.head_dim_v)
+        for h, k in zip(m.n_head, m.n_head_kv, strict=True)
+        if k
+    )
+    assert depth_cost(m, cs, 0) == (0.0, 0.0, 0.0)
+    kv, tg_flops, pp_flops = depth_cost(m, cs, 1000)
+    # a generated token reads every cached K/V row once and every query head works on it
+    assert kv == cell * 1000 and tg_flops == per_cell * 1000
+    # a prompt token attends to the cache and, on average, to half its ubatch already there
+    assert pp_flops == tg_flops
+    assert depth_cost(m, cs, 2000)[:2] == (2 * kv, 2 * tg_flops)
     m.memo.clear()
-    # every layer a sliding window of 128 tokens: the reads stop growing past it
+    # every layer a sliding window of 128 tokens: the cost stops growing past it
     monkeypatch.setattr(type(m), "n_swa", property(lambda _self: 128))
     monkeypatch.setattr(type(m), "swa_layers", property(lambda self: [True] * self.n_layer))
-    assert depth_cost(m, cs, 1000)[0] == depth_cost(m, cs, 4000)[0] == cell * 128
+    assert depth_cost(m, cs, 1000) == depth_cost(m, cs, 4000)
+    assert depth_cost(m, cs, 1000)[:2] == (cell * 128, per_cell * 128)
 
 
 def _sweep_run(store: Any, path: Path, curve: list[list[Any]], base: Path, **metrics: Any) -> None:

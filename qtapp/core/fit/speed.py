@@ -17,12 +17,24 @@ bandwidth relative to the H200 (a coarse proxy for their generation). Layers on 
 prompt processing are computed on the GPU with their weights streamed over PCIe (llama.cpp's
 op offload), about 25 GB/s.
 
-Depth (llama-bench's ``-d``: tokens already in the KV cache) costs attention. Each generated
-token reads the K and V rows of every cached token, per attention layer (a sliding-window
-layer only its window): ``sum_l bytes per cell_l x min(depth, window_l)``, read from the device
-holding that layer's cache at the same efficiency as F16 weights (the cache is F16 by default).
-Each prompt token also computes ``4 x n_head x head_dim`` FLOPs per cached token it attends to
-(QK^T and the weighted sum of V), on top of the weights' ``2 x params``.
+Depth (llama-bench's ``-d``: tokens already in the KV cache) costs attention. Per attention layer
+``l`` a token sees ``n_l`` cached tokens: ``depth`` for a generated token, ``depth + n_ubatch/2``
+on average for a prompt token (minus what it sees in an empty cache), at most the window in a
+sliding-window layer (Gemma 3: 5 of every 6 layers, window 512). Per cached token every query
+head does one dot product over K and one multiply-add over V: ``2 x n_head x (head_dim_k +
+head_dim_v)`` FLOPs, and the K and V rows are read once (``bytes per cell``). So:
+
+* generation, per token: ``+ sum_l bytes per cell_l x n_l`` read at the F16 weights' efficiency
+  from the device holding the layer's cache, and on the CPU also ``+ sum_l 2 x n_head x (hd_k +
+  hd_v) x n_l / CPU_ATTN_FLOPS`` seconds: llama.cpp's CPU flash attention goes per head, per
+  cached row (F16 to F32, an online-softmax exp), far below its matmul rate;
+* prompt processing: the same FLOPs per prompt token, at ``CPU_ATTN_FLOPS`` on the CPU (on a GPU
+  at the weights' rate), on top of the weights' ``2 x params``.
+
+``CPU_ATTN_FLOPS`` (a third of ``CPU_FLOPS``) is fitted to Gemma 3 270M Q4_K_M on a 2-core CPU,
+llama-bench -d 1024 / 4096 against -d 0 (BENCHMARKS.md): measured tg128 -11% / -14%, pp512 -20%
+/ -29%; this term gives -10% / -17% and -14% / -27% (the KV bytes alone gave -4% / -8% and
+-5% / -11%).
 """
 
 from __future__ import annotations
@@ -41,22 +53,23 @@ CPU_EFFICIENCY = 0.60
 H200_BANDWIDTH = 4.81e12
 H200_PP_FLOPS = 148e12
 CPU_FLOPS = 2e11  # a desktop CPU's effective llama.cpp matmul throughput
+CPU_ATTN_FLOPS = CPU_FLOPS / 3  # its flash attention over an F16 cache (see the docstring)
 PCIE_BYTES_PER_S = 25e9
 
 
-def depth_cost(m: ModelInfo, cs: ContextSettings, depth: int) -> tuple[float, float]:
-    """(KV bytes one generated token reads, extra attention FLOPs per prompt token) with
-    ``depth`` tokens in the cache, beyond what an empty cache costs. Memoized on the model."""
+def depth_cost(m: ModelInfo, cs: ContextSettings, depth: int) -> tuple[float, float, float]:
+    """Beyond what an empty cache costs, with ``depth`` tokens in the cache: (KV bytes one
+    generated token reads, its attention FLOPs, attention FLOPs per prompt token). Memoized."""
     if depth <= 0:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     key = ("depth_cost", cs.type_k, cs.type_v, cs.n_ubatch, int(depth))
-    hit: tuple[float, float] | None = m.memo.get(key)
+    hit: tuple[float, float, float] | None = m.memo.get(key)
     if hit is not None:
         return hit
     from qtapp.core.fit.kv_model import row_bytes
 
     half = max(cs.n_ubatch, 1) / 2  # a prompt token attends on average to half its ubatch
-    kv = flops = 0.0
+    kv = tg_flops = pp_flops = 0.0
     swa = m.swa_layers
     heads = m.n_head
     for il in range(m.n_layer):
@@ -65,15 +78,17 @@ def depth_cost(m: ModelInfo, cs: ContextSettings, depth: int) -> tuple[float, fl
             continue
         cap = float(m.n_swa) if il < len(swa) and swa[il] and m.n_swa > 0 else float("inf")
         cell = row_bytes(cs.type_k, m.head_dim_k * n_kv) + row_bytes(cs.type_v, m.head_dim_v * n_kv)
-        kv += cell * min(float(depth), cap)
+        seen_tg = min(float(depth), cap)
+        kv += cell * seen_tg
         n_head = heads[il] if il < len(heads) else n_kv
-        seen = min(depth + half, cap) - min(half, cap)
-        flops += 2.0 * n_head * (m.head_dim_k + m.head_dim_v) * seen
+        per_cell = 2.0 * n_head * (m.head_dim_k + m.head_dim_v)
+        tg_flops += per_cell * seen_tg
+        pp_flops += per_cell * (min(depth + half, cap) - min(half, cap))
     if len([k for k in m.memo if isinstance(k, tuple) and k[:1] == ("depth_cost",)]) > 512:
         for k in [k for k in m.memo if isinstance(k, tuple) and k[:1] == ("depth_cost",)]:
             del m.memo[k]
-    m.memo[key] = (kv, flops)
-    return kv, flops
+    m.memo[key] = (kv, tg_flops, pp_flops)
+    return kv, tg_flops, pp_flops
 
 
 def predict_speed(
@@ -91,7 +106,7 @@ def predict_speed(
     eff = GPU_EFFICIENCY_FLOAT if float_weights else GPU_EFFICIENCY_QUANT
     seconds = gpu_layers * GPU_SECONDS_PER_LAYER if gpus else 0.0
     cpu_bytes = 0.0
-    kv_read, attn_flops = depth_cost(m, cs, depth)
+    kv_read, tg_attn, attn_flops = depth_cost(m, cs, depth)
     kv_total = sum(float(getattr(u, "kv_bytes", 0) or 0) for u in uses)
     for u, dev in zip(uses, [*gpus, host], strict=False):
         share = float(getattr(u, "kv_bytes", 0) or 0) / kv_total if kv_total else 0.0
@@ -101,6 +116,7 @@ def predict_speed(
             cpu_bytes = u.read_bytes
             seconds += u.read_bytes / (dev.bandwidth * CPU_EFFICIENCY)
             seconds += kv_read * share / (dev.bandwidth * CPU_EFFICIENCY)
+            seconds += tg_attn * share / CPU_ATTN_FLOPS
         else:
             seconds += u.read_bytes / (max(dev.bandwidth, 1.0) * eff)
             seconds += kv_read * share / (max(dev.bandwidth, 1.0) * GPU_EFFICIENCY_FLOAT)
@@ -116,5 +132,5 @@ def predict_speed(
         per_ubatch = ub * flops / gpu_flops + cpu_bytes / frac / PCIE_BYTES_PER_S
         pp = ub / per_ubatch
     else:
-        pp = CPU_FLOPS / flops
+        pp = 1.0 / (2.0 * m.n_params_active / CPU_FLOPS + attn_flops / CPU_ATTN_FLOPS)
     return tg, pp
