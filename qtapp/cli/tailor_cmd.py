@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -246,7 +247,7 @@ def _text(out: dict[str, Any]) -> str:
         f"Recipe {out['recipe']} (base {out['base']}): {out['bytes'] / 2**20:.2f} MiB of weights "
         f"(budget {out['budget_bytes'] / 2**20:.2f} MiB), predicted mean KLD "
         f"{out['predicted_kld']:.4f}",
-        "llama-quantize " + " ".join(out["tensor_type_args"]) + f" MODEL OUT {out['base']}",
+        "llama-quantize " + shlex.join(out["tensor_type_args"]) + f" MODEL OUT {out['base']}",
     ]
     meas = out.get("measured")
     if meas:
