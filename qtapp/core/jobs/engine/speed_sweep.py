@@ -9,6 +9,7 @@ it is measured; a cancel ends the job with the points measured so far.
 
 from __future__ import annotations
 
+import ctypes
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,31 @@ from qtapp.core.jobs.events import Cancelled, Event, Point
 Emit = Callable[[Event], None]
 
 
+_KEEP: list[object] = []  # the log callback: llama.cpp keeps calling it until the child exits
+
+
+def quiet_llama_log() -> None:
+    """Only llama.cpp's warnings and errors go to stderr, as llama-bench logs nothing without
+    ``-v``. Otherwise a model load logs about 1,400 lines and every context it opens 200 more,
+    which the parent's stderr reader decodes while this child's timed runs may already go (a
+    tg test's warm-up is one token)."""
+    import llama_cpp  # its import sets its own callback: this one must come after
+
+    keep = {"on": False}
+
+    def on_text(level: int, text: bytes | None, _user: ctypes.c_void_p) -> None:
+        if level != 5:  # GGML_LOG_LEVEL_CONT continues the previous piece's level
+            keep["on"] = level in (3, 4)  # ggml.h: WARN 3, ERROR 4 (DEBUG 1, INFO 2)
+        if keep["on"] and text:
+            sys.stderr.write(text.decode("utf-8", "replace"))
+
+    callback = llama_cpp.llama_log_callback(on_text)
+    _KEEP.append(callback)
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
 def _session(params: dict[str, Any], abort: AbortFlag, **over: Any) -> LlamaSession:
+    quiet_llama_log()
     n_tok = max(int(params.get("n_prompt", 512)), int(params.get("n_gen", 128)), 16)
     kwargs: dict[str, Any] = {
         "n_ctx": n_tok,
