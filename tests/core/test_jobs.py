@@ -73,6 +73,11 @@ def test_the_windows_jobs_yield_the_cpu_to_it(for_the_window: bool) -> None:
     try:
         expected = _niceness(os.getpid()) + (WINDOW_JOB_NICENESS if for_the_window else 0)
         assert _niceness(job.pid) == min(expected, 19)
+        group = f"/proc/{job.pid}/autogroup"  # Linux: the session's share counts first
+        if os.path.exists(group):
+            with open(group, encoding="ascii") as fh:
+                group_nice = int(fh.read().split("nice")[1])
+            assert group_nice == (min(WINDOW_JOB_NICENESS, 19) if for_the_window else 0)
     finally:
         job.cancel()
     assert isinstance(list(events)[-1], Cancelled)

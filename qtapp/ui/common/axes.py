@@ -43,6 +43,18 @@ class PixmapAxis(pg.AxisItem):
             self.picture = _CACHED
         p.drawPixmap(rect.topLeft(), self._pixmap)
 
+    def prepare(self) -> None:
+        """Draw the pixmap now if pyqtgraph dropped it: for a chart on a hidden page, whose
+        first paint would otherwise come with the page's, together with every other chart's."""
+        if self.picture is _CACHED and self._pixmap is not None:
+            return
+        view = self.getViewWidget()
+        ratio = view.devicePixelRatioF() if view is not None else 1.0
+        rect = self.boundingRect()
+        self._pixmap = self._draw(rect, ratio)
+        self._pixmap_rect = QRectF(rect)
+        self.picture = _CACHED
+
     def _draw(self, rect: QRectF, ratio: float) -> QPixmap:
         width, height = (max(1, math.ceil(v * ratio)) for v in (rect.width(), rect.height()))
         pix = QPixmap(width, height)

@@ -1,11 +1,13 @@
 """A live pyqtgraph chart: several runs overlaid, an optional uncertainty band, a crosshair.
 
-Slots only append to Python lists. One application-wide 60 ms timer (:class:`_RedrawQueue`)
-pushes the new data of ONE changed chart per tick with ``setData`` (peak downsampling, clip to
-view): Qt repaints every dirty widget of a window in one go, so redrawing four charts in the same
-event-loop turn stalled it for the sum of their paints (95 ms measured); one chart per turn
-bounds a stall to one chart's paint. Axes paint from pixmaps (their text is the costly part
-of a repaint in software rendering) and the band is filled without antialiasing.
+Slots only append to Python lists; a run's plot items are made at its first redraw. One
+application-wide 60 ms timer (:class:`_RedrawQueue`) pushes the new data of ONE changed chart
+per tick with ``setData`` (peak downsampling, clip to view): Qt repaints every dirty widget of a
+window in one go, so redrawing four charts in the same event-loop turn stalled it for the sum of
+their paints (95 ms measured); one chart per turn bounds a stall to one chart's paint. A chart
+on a hidden page prepares its paint at its redraw (axes, auto range), so showing the page later
+does not pay every chart's changes at once. Axes paint from pixmaps (their text is the costly
+part of a repaint in software rendering) and the band is filled without antialiasing.
 Exports to PNG and SVG with pyqtgraph's exporters.
 """
 
@@ -19,7 +21,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from qtapp.ui.common.axes import chart_axes
+from qtapp.ui.common.axes import PixmapAxis, chart_axes
 from qtapp.ui.common.live_plot_parts import (
     Band,
     light_grid,
@@ -46,7 +48,8 @@ PALETTE = [
 class _Run:
     label: str
     color: str
-    curve: pg.PlotDataItem
+    dashed: bool = False
+    curve: pg.PlotDataItem | None = None  # made at the run's first redraw
     upper: pg.PlotCurveItem | pg.PlotDataItem | None = None
     lower: pg.PlotCurveItem | pg.PlotDataItem | None = None
     band: pg.FillBetweenItem | None = None
@@ -149,15 +152,16 @@ class LivePlot(QWidget):
         count = len(self._runs) + len(self._pending)
         self._pending[key] = (label, color or PALETTE[count % len(PALETTE)], dashed)
 
-    def _make_run(self, key: str, label: str, color: str, dashed: bool) -> _Run:
-        pen = pg.mkPen(color, width=2, style=Qt.DashLine if dashed else Qt.SolidLine)
+    def _make_items(self, run: _Run) -> pg.PlotDataItem:
+        color = run.color
+        pen = pg.mkPen(color, width=2, style=Qt.DashLine if run.dashed else Qt.SolidLine)
         kwargs = (
             {"symbol": "o", "symbolSize": 6, "symbolBrush": color, "symbolPen": None}
             if self._symbols
             else {}
         )
-        curve = self.plot.plot([], [], pen=pen, name=label, **kwargs)
-        run = _Run(label, color, curve)
+        curve = self.plot.plot([], [], pen=pen, name=run.label, **kwargs)
+        run.curve = curve
         if self._band:
             faint = pg.mkPen(None)
             edge = pg.PlotDataItem if self.log_y else pg.PlotCurveItem  # log mode needs the former
@@ -169,8 +173,7 @@ class LivePlot(QWidget):
             item = self.plot.getPlotItem()
             for it in (run.upper, run.lower, run.band):
                 item.addItem(it)
-        self._runs[key] = run
-        return run
+        return curve
 
     def append(
         self,
@@ -186,7 +189,8 @@ class LivePlot(QWidget):
         if run is None:
             if key not in self._pending:
                 self.add_run(key, key)
-            run = self._make_run(key, *self._pending.pop(key))
+            label, color, dashed = self._pending.pop(key)
+            run = self._runs[key] = _Run(label, color, dashed)
         e = float(err) if err is not None else 0.0
         lo, hi = band if band is not None else (float(y) - e, float(y) + e)
         run.xs.append(float(x))
@@ -203,7 +207,7 @@ class LivePlot(QWidget):
         run = self._runs.get(key)
         if run is not None:
             run.label = label
-            for sample, text in self.legend.items:
+            for sample, text in self.legend.items if run.curve is not None else ():
                 if sample.item is run.curve:
                     text.setText(label)
 
@@ -228,9 +232,10 @@ class LivePlot(QWidget):
             if not run.dirty:
                 continue
             run.dirty = False
+            curve = run.curve if run.curve is not None else self._make_items(run)
             x = np.asarray(run.xs)
             y = np.asarray(run.ys)
-            run.curve.setData(x, y)
+            curve.setData(x, y)
             if run.upper is not None and run.lower is not None:
                 lo = np.asarray(run.los)
                 lo = np.maximum(lo, 1e-12) if self.log_y else lo
@@ -243,6 +248,18 @@ class LivePlot(QWidget):
         if not self.log_y and self._follow:
             self._follow_data(force=self._settle, headroom=0.03 if self._settle else 0.3)
         self._settle = False
+        if not self.isVisible():
+            self._prepare_paint()
+
+    def _prepare_paint(self) -> None:
+        """What this chart's next paint would compute first: pyqtgraph's pending auto range
+        and the axes' pixmaps (one chart per redraw tick, not all at the page's show)."""
+        item = self.plot.getPlotItem()
+        item.vb.prepareForPaint()
+        for name in ("left", "bottom"):
+            axis = item.getAxis(name)
+            if isinstance(axis, PixmapAxis):
+                axis.prepare()
 
     # -- view range ------------------------------------------------------------------------
     def _bounds(self) -> tuple[float, float, float, float] | None:
@@ -251,7 +268,7 @@ class LivePlot(QWidget):
             if not run.xs:
                 continue
             x = np.asarray(run.xs)
-            banded = run.upper is not None
+            banded = self._band
             xs += [float(x.min()), float(x.max())]
             lo.append(float(np.min(run.los if banded else run.ys)))
             hi.append(float(np.max(run.his if banded else run.ys)))

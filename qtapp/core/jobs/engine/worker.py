@@ -65,13 +65,27 @@ def _read_spec_line() -> str:
 
 
 def _lower_priority() -> None:
-    """Yield the CPU to the window that started this job (see Job.yield_to_window)."""
+    """Yield the CPU to the window that started this job (see Job.yield_to_window).
+
+    On Linux with autogroup scheduling (most desktops), the CPU is shared between sessions
+    first and a nice value only counts inside its session. This child is a session of its own
+    (``start_new_session``), so its ``nice`` alone changed nothing against the window: the
+    session's own nice value (``/proc/self/autogroup``) is lowered too."""
     niceness = os.environ.get("QUANTLENS_WORKER_NICE")
-    if niceness and hasattr(os, "nice"):
+    if not niceness or not hasattr(os, "nice"):
+        return
+    try:
+        os.nice(int(niceness))
+    except (OSError, ValueError) as exc:
+        print(f"could not lower the worker's priority: {exc}", file=sys.stderr)
+        return
+    autogroup = "/proc/self/autogroup"
+    if os.path.exists(autogroup):
         try:
-            os.nice(int(niceness))
-        except (OSError, ValueError) as exc:
-            print(f"could not lower the worker's priority: {exc}", file=sys.stderr)
+            with open(autogroup, "w", encoding="ascii") as fh:
+                fh.write(str(min(19, int(niceness))))
+        except OSError as exc:  # an old kernel or a locked-down container: nice alone
+            print(f"could not lower the worker's session priority: {exc}", file=sys.stderr)
 
 
 def main() -> int:

@@ -1,0 +1,58 @@
+"""LivePlot: a run's items appear at its first redraw; a hidden chart prepares its paint then."""
+
+from __future__ import annotations
+
+import pytest
+
+from qtapp.ui.common.axes import PixmapAxis
+from qtapp.ui.common.live_plot import LivePlot
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _axes(plot: LivePlot) -> list[PixmapAxis]:
+    item = plot.plot.getPlotItem()
+    return [item.getAxis(name) for name in ("left", "bottom")]
+
+
+def test_points_wait_for_the_redraw_and_a_hidden_chart_prepares_its_axes(qtbot) -> None:
+    plot = LivePlot("PPL", "tokens", "PPL", band=True)
+    qtbot.addWidget(plot)  # never shown: as a chart on a page the user is not looking at
+    plot.add_run("a", "Q4_K_M")
+    for x in range(1, 6):
+        plot.append("a", x * 512, 10 + 1 / x, err=0.2)
+    run = plot._runs["a"]
+    assert run.curve is None and plot.dirty()  # no plot item made in the slot
+    assert plot.data("a")[0].tolist() == [512, 1024, 1536, 2048, 2560]
+    plot.redraw()
+    assert run.curve is not None and run.band is not None
+    xs, ys = run.curve.getData()
+    assert list(xs) == [512, 1024, 1536, 2048, 2560]
+    (x0, x1), (y0, y1) = plot.plot.getPlotItem().vb.viewRange()
+    assert x0 <= 512 and x1 >= 2560 and y0 <= 10.2 - 0.2 and y1 >= 11.2
+    # hidden: the axes' pixmaps are drawn now, at the redraw, not at the page's first show
+    assert all(axis._pixmap is not None for axis in _axes(plot))
+    # a label set before the first redraw is the legend's text
+    plot.add_run("b", "first name")
+    plot.set_label("b", "Q2_K")
+    plot.append("b", 512, 12.0, err=0.3)
+    plot.redraw()
+    assert [text.text for _sample, text in plot.legend.items] == ["Q4_K_M", "Q2_K"]
+    plot.clear()
+    assert plot.runs() == [] and plot.legend.items == []
+
+
+def test_a_visible_chart_leaves_its_axes_to_the_paint(qtbot) -> None:
+    plot = LivePlot("KLD", "chunk", "KLD", integer_x=True)
+    qtbot.addWidget(plot)
+    plot.resize(500, 300)
+    plot.show()
+    qtbot.waitExposed(plot)
+    plot.append("a", 1, 0.5)
+    plot.redraw()
+    for axis in _axes(plot):  # the range changed: pyqtgraph dropped the picture, paint redraws
+        assert axis.picture is None
+    qtbot.waitUntil(
+        lambda: all(a._pixmap is not None and a.picture is not None for a in _axes(plot)),
+        timeout=10_000,
+    )
