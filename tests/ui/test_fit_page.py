@@ -164,7 +164,7 @@ def test_user_recipes_and_measured_types_in_the_table(  # noqa: ANN001
         and mine.weights_exact
         and mine.weights_bytes > (page.plan.row("Q4_K_M").weights_bytes)
     )
-    tip = model.index(texts.index("Q8_0 ◆"), 0).data(3)  # ToolTipRole
+    tip = model.tooltip(texts.index("Q8_0 ◆"), 0)
     assert "mean KLD 0.02" in tip
 
 
@@ -202,10 +202,10 @@ def test_measured_speeds_shown_and_calibrating_the_rest(  # noqa: ANN001
     assert q8_row.tg_tps == pytest.approx(47.0 * depth_scale)
     assert model.index(q8, tg_col).data() == speed_text(q8_row, "tg")
     assert model.index(q8, pp_col).data() == speed_text(q8_row, "pp")
-    tip = model.index(q8, tg_col).data(3)  # ToolTipRole
+    tip = model.tooltip(q8, tg_col)
     assert "measured on " in tip and "47.0 ± 0.5" in tip and "scaled to depth" in tip
     assert model.index(q4, tg_col).data().startswith("~")
-    assert "calibrated from 1 measurement" in model.index(q4, pp_col).data(3)
+    assert "calibrated from 1 measurement" in model.tooltip(q4, pp_col)
     assert "calibrated from 1 measurement on the CPU" in page.caption.text()
     q4_row = page.plan.row("Q4_K_M")
     assert q4_row is not None and q4_row.tg_tps != q4_row.predicted_tg_tps
@@ -229,3 +229,30 @@ def test_load_mode_changes_the_host_side(qtbot, page: Page, tiny_model: Path) ->
     qtbot.waitUntil(lambda: page.plan.load.mode == "none", timeout=2000)
     # read into RAM: nothing stays mapped, the weights are a private copy
     assert page.plan.rows[0].devices[-1].mapped_bytes == 0
+
+
+def test_pointing_at_a_cell_shows_its_tooltip(qtbot, page: Page, tiny_model: Path) -> None:  # noqa: ANN001
+    """Tooltips are made when asked: the view asks the model for the cell under the pointer."""
+    from PySide6.QtCore import QEvent, QPoint
+    from PySide6.QtGui import QHelpEvent
+    from PySide6.QtWidgets import QApplication, QToolTip
+
+    _open(qtbot, page, tiny_model)
+    page.resize(1400, 900)
+    page.show()
+    qtbot.waitExposed(page)
+    table = page.table
+    device_col = 3  # the first device column: the memory breakdown
+    rect = table.visualRect(table.model_.index(1, device_col))
+    pos = rect.center()
+    event = QHelpEvent(QEvent.Type.ToolTip, pos, table.viewport().mapToGlobal(pos))
+    QApplication.sendEvent(table.viewport(), event)
+    expected = table.model_.tooltip(1, device_col)
+    assert expected and "weights" in expected and "KV cache" in expected
+    qtbot.waitUntil(lambda: QToolTip.isVisible() and QToolTip.text() == expected, timeout=5000)
+    # outside every cell: no tooltip left showing
+    outside = QPoint(2, table.viewport().height() - 2)
+    if not table.indexAt(outside).isValid():
+        event = QHelpEvent(QEvent.Type.ToolTip, outside, table.viewport().mapToGlobal(outside))
+        QApplication.sendEvent(table.viewport(), event)
+        qtbot.waitUntil(lambda: not QToolTip.isVisible(), timeout=5000)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QTableView, QWidget
+from PySide6.QtCore import QEvent, QModelIndex, Qt, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QFontMetrics,
+    QHelpEvent,
+    QStandardItem,
+    QStandardItemModel,
+)
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QTableView, QToolTip, QWidget
 
 from qtapp.core.app.glossary import explain, explain_quant
 from qtapp.core.fit.measured_speed import speed_text, speed_tooltip
@@ -17,7 +25,7 @@ from qtapp.ui.fit.model_card import human_bytes
 VERDICT_TEXT = {"fits": "Fits on GPU", "partial": "Partial offload", "no": "Does not fit"}
 VERDICT_COLOUR = {"fits": "#2e9d57", "partial": "#d98b00", "no": "#d64545"}
 CPU_VERDICT = {"fits": "Fits in RAM", "partial": "Partial", "no": "Does not fit"}
-_Index = QModelIndex | QPersistentModelIndex
+_ALIGN = Qt.ItemDataRole.TextAlignmentRole
 #: marks a type the user measured (the quality order uses the measurement); user recipes: italic
 MEASURED_MARK = "◆"
 
@@ -26,11 +34,12 @@ def _gib(b: float) -> str:
     return f"{b / 1024**3:.2f}" if b >= 0.1 * 1024**3 else f"{b / 1024**3:.3f}"
 
 
-class FitTableModel(QAbstractTableModel):
-    """The plan as a table. Cell texts and styles are computed once per plan in :meth:`set_plan`
-    (``data()`` is called thousands of times per repaint), and a new plan of the same rows only
-    signals the cells whose text or style changed, so a context or margin change repaints
-    little."""
+class FitTableModel(QStandardItemModel):
+    """The plan as a table of items. Cell texts and styles are computed once per plan in
+    :meth:`set_plan` and set on items, so a repaint reads them in C++ (a Python ``data()`` was
+    called ~3,700 times per repaint of this table); a new plan of the same rows sets only the
+    cells whose text or style changed, so a context or margin change repaints little. Tooltips
+    are made when asked (:meth:`tooltip`, shown by :class:`FitTable`)."""
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -50,14 +59,13 @@ class FitTableModel(QAbstractTableModel):
         self._brushes = {k: QBrush(QColor(v)) for k, v in VERDICT_COLOUR.items()}
         self._left = int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
         self._right = int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight)
+        self._set_headers()
 
     def clear(self) -> None:
         """No plan: no rows (after a model failed to open, the old one's rows would mislead)."""
-        self.beginResetModel()
         self.plan, self.rows, self.devices, self.recommended = None, [], [], None
-        self._headers = self.headers()
         self._texts, self._styles = [], []
-        self.endResetModel()
+        self._rebuild()
 
     # columns: Type, bpw, Weights, <device totals>, KV, Compute, Layers, Verdict, pp, tg, Figures
     def headers(self) -> list[str]:
@@ -73,101 +81,114 @@ class FitTableModel(QAbstractTableModel):
         devices = [d.name for d in plan.devices]
         if not self.rows or [r.type for r in plan.rows] != [r.type for r in self.rows]:
             kind = "reset"
-            self.beginResetModel()
         elif len(devices) != len(self.devices):
             kind = "columns"
-            grow = len(devices) - len(self.devices)
-            at = 3 + len(self.devices) - 1  # GPUs are added and removed before the host column
-            if grow > 0:
-                self.beginInsertColumns(QModelIndex(), at, at + grow - 1)
-            else:
-                self.beginRemoveColumns(QModelIndex(), at + grow, at - 1)
         else:
             kind = "cells"
         old_texts, old_styles, old_devices = self._texts, self._styles, self.devices
         self.plan, self.rows, self.devices = plan, plan.rows, devices
         self.recommended = plan.recommended
-        self._headers = self.headers()
-        n_cols = len(self._headers)
+        n_cols = len(self.headers())
         self._texts = [[self._cell(r, c) for c in range(n_cols)] for r in self.rows]
         self._styles = [self._row_styles(r) for r in self.rows]
-        if kind == "reset":
-            self.endResetModel()
-        elif kind == "columns":
-            if len(devices) > len(old_devices):
-                self.endInsertColumns()
-            else:
-                self.endRemoveColumns()
-            self.headerDataChanged.emit(Qt.Orientation.Horizontal, 0, n_cols - 1)
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, n_cols - 1))
-        else:
+        if kind == "cells":
             if devices != old_devices:  # same count, other names
-                self.headerDataChanged.emit(Qt.Orientation.Horizontal, 3, 3 + len(devices) - 1)
-            self._signal_changed_cells(old_texts, old_styles)
+                self._set_headers()
+            self._set_changed_cells(old_texts, old_styles)
+        else:  # other rows, or other device columns: the items anew, in one reset
+            self._rebuild()
         return kind
 
-    def _signal_changed_cells(
+    def _set_headers(self) -> None:
+        self._headers = self.headers()
+        self.setColumnCount(len(self._headers))
+        for col, name in enumerate(self._headers):
+            item = QStandardItem(name)
+            item.setToolTip(self._header_tooltip(name))
+            self.setHorizontalHeaderItem(col, item)
+
+    def _rebuild(self) -> None:
+        """Every item from ``_texts`` and ``_styles``: one model reset for the views."""
+        self.beginResetModel()
+        self.blockSignals(True)
+        try:
+            self.setRowCount(0)
+            self._set_headers()
+            for r, texts in enumerate(self._texts):
+                items = []
+                for col, text in enumerate(texts):
+                    item = QStandardItem(text)
+                    item.setEditable(False)
+                    item.setData(self._alignment(col), _ALIGN)
+                    item.setData(self.rows[r].type, Qt.ItemDataRole.UserRole)
+                    self._style_item(item, r, col)
+                    items.append(item)
+                self.appendRow(items)
+        finally:
+            self.blockSignals(False)
+            self.endResetModel()
+
+    def _alignment(self, col: int) -> int:
+        verdict_col = 3 + len(self.devices) + 3
+        return self._left if col in (0, verdict_col, verdict_col + 3) else self._right
+
+    def _style_item(self, item: QStandardItem, r: int, col: int) -> None:
+        style = self._styles[r].get(col)
+        item.setData(style[0] if style else None, Qt.ItemDataRole.ForegroundRole)
+        if col == 0 and self.rows[r].user_recipe:
+            font: QFont | None = self._bold_italic if style and style[1] else self._italic
+        else:
+            font = self._bold if style and style[1] else None
+        item.setData(font, Qt.ItemDataRole.FontRole)
+
+    def _set_changed_cells(
         self, old_texts: list[list[str]], old_styles: list[dict[int, tuple[QBrush | None, bool]]]
     ) -> None:
-        """One ``dataChanged`` per column whose text or style changed, over its changed rows."""
-        changed: dict[int, list[int]] = {}
-        for i, (was, now) in enumerate(zip(old_texts, self._texts, strict=True)):
+        """Set the items whose text or style changed (each signals its own cell)."""
+        for r, (was, now) in enumerate(zip(old_texts, self._texts, strict=True)):
             for col, text in enumerate(now):
-                if was[col] != text or old_styles[i].get(col) != self._styles[i].get(col):
-                    changed.setdefault(col, []).append(i)
-        for col, rows in changed.items():
-            self.dataChanged.emit(self.index(rows[0], col), self.index(rows[-1], col))
+                style_changed = old_styles[r].get(col) != self._styles[r].get(col)
+                if was[col] == text and not style_changed:
+                    continue
+                item = self.item(r, col)
+                if was[col] != text:
+                    item.setText(text)
+                if style_changed:
+                    self._style_item(item, r, col)
 
     def column_texts(self) -> dict[str, set[str]]:
         """Header -> the distinct texts of its column (for deciding when to widen it)."""
         return {h: {t[c] for t in self._texts} for c, h in enumerate(self._headers)}
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
-        return 0 if parent.isValid() else len(self._texts)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
-        return 0 if parent.isValid() else len(self._headers)
-
-    def headerData(
-        self,
-        section: int,
-        orientation: Qt.Orientation,  # noqa: N802 - Qt API
-        role: int = Qt.ItemDataRole.DisplayRole,
-    ) -> Any:
-        if orientation != Qt.Orientation.Horizontal:
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._headers[section]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            name = self._headers[section]
-            glossary = {
-                "bpw": "bpw",
-                "KV": "kv_cache",
-                "Compute": "compute_buffer",
-                "Layers": "offload",
-                "pp t/s": "pp",
-                "tg t/s": "tg",
-            }
-            plain = explain(glossary[name]) + "\n\n" if name in glossary else ""
-            if name.endswith("t/s"):
-                return plain + (
-                    "Tokens/s: plain = measured on this hardware (Evaluate with speed); "
-                    "~ = predicted, calibrated by your measurements of other types; "
-                    "* = predicted (memory bandwidth / compute model)."
-                )
-            if name in ("Weights", "KV", "Compute") or name in self.devices:
-                return plain + f"{name}, GiB (hover a device cell for its breakdown)"
-            if name == "Layers":
-                return plain + "Layers on the GPUs (n_gpu_layers; the output layer counts as one)"
-            if plain:
-                return plain.strip()
-            if name == "Figures":
-                return (
-                    "exact: llama.cpp's own sizes (weights from its dry-run quantization, KV"
-                    " cache and compute from its no-alloc load); exact weights: the KV / compute"
-                    " load is still running; estimate: instant figures while those run."
-                )
-        return None
+    def _header_tooltip(self, name: str) -> str:
+        glossary = {
+            "bpw": "bpw",
+            "KV": "kv_cache",
+            "Compute": "compute_buffer",
+            "Layers": "offload",
+            "pp t/s": "pp",
+            "tg t/s": "tg",
+        }
+        plain = explain(glossary[name]) + "\n\n" if name in glossary else ""
+        if name.endswith("t/s"):
+            return plain + (
+                "Tokens/s: plain = measured on this hardware (Evaluate with speed); "
+                "~ = predicted, calibrated by your measurements of other types; "
+                "* = predicted (memory bandwidth / compute model)."
+            )
+        if name in ("Weights", "KV", "Compute") or name in self.devices:
+            return plain + f"{name}, GiB (hover a device cell for its breakdown)"
+        if name == "Layers":
+            return plain + "Layers on the GPUs (n_gpu_layers; the output layer counts as one)"
+        if plain:
+            return plain.strip()
+        if name == "Figures":
+            return (
+                "exact: llama.cpp's own sizes (weights from its dry-run quantization, KV"
+                " cache and compute from its no-alloc load); exact weights: the KV / compute"
+                " load is still running; estimate: instant figures while those run."
+            )
+        return ""
 
     def _cell(self, row: PlanRow, col: int) -> str:
         n_dev = len(self.devices)
@@ -280,28 +301,11 @@ class FitTableModel(QAbstractTableModel):
                 styles[col] = (None, True)  # bold: the user's own measurement
         return styles
 
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        r, col = index.row(), index.column()
-        if r < 0 or r >= len(self._texts) or col < 0 or col >= len(self._headers):
+    def tooltip(self, r: int, col: int) -> str | None:
+        """The tooltip of a cell, made when the user points at it."""
+        if not (0 <= r < len(self.rows) and 0 <= col < len(self._headers)):
             return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._texts[r][col]
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            verdict_col = 3 + len(self.devices) + 3
-            return self._left if col in (0, verdict_col, verdict_col + 3) else self._right
-        if role == Qt.ItemDataRole.ForegroundRole:
-            style = self._styles[r].get(col)
-            return style[0] if style else None
-        if role == Qt.ItemDataRole.FontRole:
-            style = self._styles[r].get(col)
-            if col == 0 and self.rows[r].user_recipe:
-                return self._bold_italic if style and style[1] else self._italic
-            return self._bold if style and style[1] else None
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(self.rows[r], col)
-        if role == Qt.ItemDataRole.UserRole:
-            return self.rows[r].type
-        return None
+        return self._tooltip(self.rows[r], col)
 
 
 class FitTable(QTableView):
@@ -330,6 +334,19 @@ class FitTable(QTableView):
         self._advances: dict[str, int] = {}  # text -> its width, bold
         self._metrics = QFontMetrics(self.font())
         self.selectionModel().currentRowChanged.connect(self._on_current)
+
+    def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        """Cell tooltips are made when the user points at a cell (see FitTableModel)."""
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            index = self.indexAt(event.pos())
+            text = self.model_.tooltip(index.row(), index.column()) if index.isValid() else None
+            if text:
+                QToolTip.showText(event.globalPos(), text, self.viewport(), self.visualRect(index))
+            else:
+                QToolTip.hideText()
+                event.ignore()
+            return True
+        return super().viewportEvent(event)
 
     def set_plan(self, plan: Plan) -> None:
         keep = [] if self.follow_recommendation else self.selected_types()
