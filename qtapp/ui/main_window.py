@@ -22,13 +22,13 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
-    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from qtapp import __version__
 from qtapp.ui.common.context import AppContext
+from qtapp.ui.common.page_stack import PageStack
 from qtapp.ui.menus import install_menus
 
 #: (key, module with ``Page(ctx)``) in the order of the navigation list: one folder per page
@@ -61,7 +61,7 @@ class MainWindow(QMainWindow):
         self.nav = QListWidget()
         self.nav.setObjectName("nav")
         self.nav.setFixedWidth(170)
-        self.stack = QStackedWidget()
+        self.stack = PageStack()
         self.pages: dict[str, QWidget] = {}
         self._pages_laid_out = False
         for index, (key, module_name) in enumerate(PAGES):

@@ -1,0 +1,87 @@
+"""PageStack: one page shown at a time, every widget of the new page painted once per switch."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+from PySide6.QtCore import QEvent, QObject
+from PySide6.QtWidgets import QLabel, QLineEdit, QMainWindow, QScrollArea, QVBoxLayout, QWidget
+
+from qtapp.ui.common.page_stack import PageStack
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class _PaintCounter(QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: collections.Counter[int] = collections.Counter()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.Paint:
+            self.counts[id(watched)] += 1
+        return False
+
+
+def _page(name: str) -> QWidget:
+    """A page like the window's: its controls in a scroll area (an opaque viewport)."""
+    inner = QWidget()
+    layout = QVBoxLayout(inner)
+    for i in range(8):
+        layout.addWidget(QLabel(f"{name} {i}"))
+    layout.addWidget(QLineEdit())
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setWidget(inner)
+    return scroll
+
+
+def test_a_switch_shows_one_page_and_paints_each_widget_once(qtbot) -> None:
+    window = QMainWindow()  # as in the app
+    qtbot.addWidget(window)
+    stack = PageStack()
+    window.setCentralWidget(stack)
+    pages = [_page("first"), _page("second")]
+    for page in pages:
+        stack.addWidget(page)
+    window.resize(400, 400)
+    window.show()
+    qtbot.waitExposed(window)
+    assert stack.currentIndex() == 0 and stack.count() == 2
+    assert pages[0].isVisible() and not pages[1].isVisible()
+    changed: list[int] = []
+    stack.currentChanged.connect(changed.append)
+    for index in (1, 0):  # away from the first page, and back to it
+        counter = _PaintCounter()
+        for widget in pages[index].findChildren(QWidget):
+            widget.installEventFilter(counter)
+        stack.setCurrentIndex(index)
+        assert stack.currentWidget() is pages[index] and changed[-1] == index
+        assert pages[index].isVisible() and not pages[1 - index].isVisible()
+        assert pages[index].geometry() == stack.rect()  # the layout sized the hidden page too
+        labels = pages[index].findChildren(QLabel)
+        qtbot.waitUntil(lambda: all(counter.counts[id(w)] for w in labels), timeout=5000)  # noqa: B023
+        for _ in range(5):  # let any second paint come
+            qtbot.wait(20)
+        assert max(counter.counts.values()) == 1  # QStackedWidget: 2 for each widget here
+    assert changed == [1, 0]
+
+
+def test_focus_follows_to_the_new_page(qtbot) -> None:
+    stack = PageStack()
+    qtbot.addWidget(stack)
+    pages = [_page("first"), _page("second")]
+    for page in pages:
+        stack.addWidget(page)
+    stack.show()
+    qtbot.waitExposed(stack)
+    stack.activateWindow()
+    edit = pages[0].findChild(QLineEdit)
+    edit.setFocus()
+    qtbot.waitUntil(edit.hasFocus, timeout=5000)
+    stack.setCurrentIndex(1)
+    focus = stack.window().focusWidget()
+    assert focus is not None and pages[1].isAncestorOf(focus) or focus is pages[1]
+    stack.setCurrentIndex(7)  # no such page: nothing changes
+    assert stack.currentIndex() == 1
