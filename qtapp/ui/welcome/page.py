@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -45,7 +45,7 @@ class Page(QWidget):
     key = "welcome"
     title = "Welcome"
 
-    demo_ready = Signal(object)  # Path of the demo model, once assembled
+    demo_ready = Signal(object)  # Path of the demo model, once it is open and the tour runs
 
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
@@ -243,17 +243,22 @@ class Page(QWidget):
         self.status.setText(f"{message}… {fraction:.0%}")
 
     def _on_demo_ready(self, path: Path) -> None:
-        from qtapp.ui.welcome.demo_tour import DemoTour
-
         self.progress.hide()
         self.demo_button.setEnabled(True)
         self.status.setText(f"Demo model ready: {path}")
         self.ctx.open_model(path)
-        self.demo_ready.emit(path)
+        # the tour on the next turn of the event loop: every page's answer to the new model,
+        # then the tour's card and first page, each in a turn of its own (one turn: 270 ms)
+        QTimer.singleShot(0, lambda: self._start_tour(Path(path)))
+
+    def _start_tour(self, path: Path) -> None:
+        from qtapp.ui.welcome.demo_tour import DemoTour
+
         if self.tour is not None:
             self.tour.close()
-        self.tour = DemoTour(self.ctx, Path(path), self.window())
+        self.tour = DemoTour(self.ctx, path, self.window())
         self.tour.start()
+        self.demo_ready.emit(path)
 
     def _on_demo_failed(self, message: str) -> None:
         self.progress.hide()
