@@ -138,8 +138,9 @@ def section(res: dict[str, Any]) -> str:
         f"Gemma 3 270M F16 on {res['cores']} cores. Scan: {res['settings']['bands']} layer bands"
         f" x tensor class, candidates Q2_K..Q6_K, the rest at Q8_0, 1 chunk of "
         f"{res['settings']['ctx']} tokens of Leviticus-Numbers; {s['evals']} evaluations, "
-        f"{s['seconds']:.0f} s ({s['seconds_per_eval']:.1f} s each; shown before the start: "
-        f"about {s['estimate_s'] / 60:.1f} min). Budgets: the exact weights size of each type "
+        f"{s['seconds']:.0f} s ({s['seconds_per_eval']:.1f} s each, niced on this shared host at "
+        f"a load of about 7; shown before the start: about {s['estimate_s'] / 60:.1f} min, from "
+        "the earlier scan's speed). Budgets: the exact weights size of each type "
         "(llama.cpp's dry run). Mean and 99% KLD against the F16 measured on "
         f"Genesis-Exodus ({res['eval_chunks']} chunks of 512), a text the scan did not see.",
         "",
@@ -165,15 +166,22 @@ def section(res: dict[str, Any]) -> str:
         "Predicted: on the calibration window (the scan's reference plus the groups' corrected "
         "increases), so only its order matters, not its level against the measured column.",
         "",
-        "Earlier run, same bench with 2 bands (layer halves) and the groups' increases taken "
-        "as measured: the Q3_K_M budget won (203.9 MiB, mean/99% KLD 0.0348 / 0.325 against "
-        "Q3_K_M's 0.506 / 4.09 and Q3_K_XL's 0.422 / 3.65) but the Q4_K_M budget lost "
-        "(235.1 MiB, 0.0400 / 0.479 against Q4_K_M's 0.0126 / 0.138). Two causes, both fixed "
-        "since: each of ten groups lowered to Q5_0 measured within noise of zero on 127 tokens "
-        "but together they cost far more than predicted (now each candidate's whole model is "
-        "scored too, and the unexplained rest is spread over the groups it lowers, by bytes), "
-        "and halves could not keep the first and last layers higher as llama.cpp's Q4_K_M "
-        "does (now the first and last eighth are bands of their own).",
+        "Why the Q4_K_M budget loses: where its mix has fewer bits than Q4_K_M is attn_v of "
+        "layers 0-1 (Q5_1 against Q8_0) and ffn_down of layers 4 and 7 (Q4_K against Q6_K) "
+        "and 10, 13, 15 (Q5_K against Q6_K): llama.cpp gives Q6_K to every third layer, the "
+        "mix chooses per band of 7 layers; elsewhere it has as many bits or more (attn_v Q8_0"
+        " in layers 2-17, ffn_down Q5_K in 9, 11, 12, 14). The same mix with attn_v 0-1 at "
+        "Q8_0 measured 0.0338 / 0.368, so most of the gap is ffn_down of single layers (4, 7,"
+        " 10, 13, 15) that a band of 7 layers scored on 127 tokens cannot single out: the "
+        "scan saw +0.006 for the whole band 2-8 at Q4_K. Q5_K_M loses to both tailored mixes "
+        "because it puts every 640-column tensor at Q5_1 (the fallback of Q5_K), which the "
+        "scan measured worse than Q5_0 (whole model at Q5_K: 0.079 KLD against 0.066 at Q4_K "
+        "on the window). Next: a longer calibration window and per-layer groups for ffn_down,"
+        " at 2-4x the cost of the scan.",
+        "",
+        "Earlier run (2 bands, layer halves, increases taken as measured): Q3_K_M budget "
+        "203.9 MiB, 0.0348 / 0.325; Q4_K_M budget 235.1 MiB, 0.0400 / 0.479. The whole-model "
+        "correction and the edge bands are in since; they moved the Q4_K_M mix only a little.",
         "",
         "MiB: tensor bytes (file sizes differ by the same header). Command: "
         "`nice -n 19 .venv/bin/python bench/tailor.py` (the CLI: `quantlens tailor MODEL "
