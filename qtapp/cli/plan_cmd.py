@@ -11,6 +11,7 @@ from qtapp.core.errors import QuantLensError
 from qtapp.core.fit.devices import (
     MIB,
     host_device,
+    overhead_text,
     parse_gpu_spec,
     probe_devices,
 )
@@ -238,6 +239,8 @@ def format_table(plan: Plan, checks: list[PlanCheck] | None = None) -> str:
     lines += ["", host_memory_text(plan.load, shown.type, shown.devices[-1])]
     if checks:
         lines += ["", plan_checks_text(checks)]
+    if any(d.is_gpu for d in plan.devices):
+        lines += ["", overhead_text(plan.devices) + "."]
     lines += [
         "",
         f"Recommended: {plan.recommended or 'none'}"
@@ -276,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
         out["plan_checks"] = [
             {"device": c.device, "planned_and_measured_bytes": c.pairs} for c in checks
         ]
+        out["cuda_overhead"] = overhead_text(plan.devices) if inp.gpus else None
         print(json.dumps(out, indent=1))
     else:
         print(format_table(plan, checks))

@@ -49,4 +49,8 @@ def test_plan_and_peaks_with_the_replayed_gpu(tiny_model: Path) -> None:
         "mem_pred_cuda0_bytes": gpu_plan["CUDA0"],
         "mem_peak_host_rss_bytes": 300,
         "mem_pred_cpu_bytes": gpu_plan["CPU"],
+        # the CUDA overhead inside the GPU's plan (the tiny model is quantized)
+        "mem_pred_overhead_cuda0_bytes": 613 * 1024**2,
+        "mem_float_matrices": 0,
     }
+    assert "CUDA0/overhead" not in cpu_plan  # a CPU-only run puts nothing on the GPU

@@ -17,6 +17,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 HOST = "CPU"
+#: keys of a prediction beside the device totals: the CUDA overhead in a GPU's total, and
+#: whether the model's matrices are floats (the built-in overheads differ for those)
+OVERHEAD_SUFFIX = "/overhead"
+FLOAT_MATRICES = "float_matrices"
 
 
 @dataclass
@@ -94,6 +98,7 @@ def predict(
     """
     from qtapp.core.fit.devices import devices_from_report, host_device
     from qtapp.core.fit.host_memory import HostLoad
+    from qtapp.core.fit.placement import group_weights
     from qtapp.core.fit.plan import PlanInputs, current_weights, plan_row
 
     m = read_model_cached(model)
@@ -107,6 +112,15 @@ def predict(
         cur = m.memo["current"] = current_weights(m)
     row = plan_row(inp, cur, ngl=ngl if gpus and ngl != 0 else None)
     out = {d.device: int(d.total_bytes) for d in row.devices}
+    # what the plan assumed CUDA itself takes on each GPU it used, and for which kind of
+    # weights: with NVML's peak, the CUDA overhead the user's GPU really has (fit/cuda_overhead)
+    for d in row.devices:
+        if d.device != HOST and d.overhead_bytes:
+            out[f"{d.device}{OVERHEAD_SUFFIX}"] = int(d.overhead_bytes)
+    if any(d.device != HOST and d.overhead_bytes for d in row.devices):
+        n_all = max(int(m._int("block_count")), m.n_layer)
+        floats = group_weights(m, cur, n_all, load.repack).has_float_matrices
+        out[FLOAT_MATRICES] = int(floats)
     # the evaluation asks for the logits of each chunk's second half, in every sequence at once:
     # llama.cpp grows its host output buffer from one row per sequence to all of those rows
     out[HOST] = out.get(HOST, 0) + m.n_vocab * 4 * max(0, eval_outputs(cs) - cs.n_seq_max)
@@ -140,8 +154,17 @@ def plan_for_run(
 
 
 def predicted_metrics(predicted: dict[str, int]) -> dict[str, int]:
-    """``mem_pred_<dev>_bytes`` for the results store (the keys :class:`MemoryTracker` writes)."""
-    return {f"mem_pred_{dev.lower()}_bytes": int(v) for dev, v in predicted.items()}
+    """``mem_pred_<dev>_bytes`` for the results store (the keys :class:`MemoryTracker` writes),
+    ``mem_pred_overhead_<dev>_bytes`` for the CUDA overhead in it, ``mem_float_matrices``."""
+    out = {}
+    for key, v in predicted.items():
+        if key == FLOAT_MATRICES:
+            out["mem_float_matrices"] = int(v)
+        elif key.endswith(OVERHEAD_SUFFIX):
+            out[f"mem_pred_overhead_{key.removesuffix(OVERHEAD_SUFFIX).lower()}_bytes"] = int(v)
+        else:
+            out[f"mem_pred_{key.lower()}_bytes"] = int(v)
+    return out
 
 
 _MODELS: dict[tuple[str, float, int], Any] = {}
@@ -196,6 +219,10 @@ class MemoryTracker:
         self.rows: dict[str, MemoryRow] = {
             dev: MemoryRow(dev, labels.get(dev, dev), predicted.get(dev)) for dev in labels
         }
+        #: what the plan assumed beyond the devices' totals (the CUDA overheads in them)
+        self.assumed = {
+            k: v for k, v in predicted.items() if k == FLOAT_MATRICES or k.endswith(OVERHEAD_SUFFIX)
+        }
 
     @classmethod
     def for_report(cls, report: Any, predicted: dict[str, int]) -> MemoryTracker:
@@ -223,9 +250,6 @@ class MemoryTracker:
             if row.peak is not None:
                 peak = "host_rss" if dev == HOST else name
                 out[f"mem_peak_{peak}_bytes"] = int(row.peak)
-        out.update(
-            predicted_metrics(
-                {d: r.predicted for d, r in self.rows.items() if r.predicted is not None}
-            )
-        )
+        predicted = {d: r.predicted for d, r in self.rows.items() if r.predicted is not None}
+        out.update(predicted_metrics({**predicted, **self.assumed}))
         return out

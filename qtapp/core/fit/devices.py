@@ -7,11 +7,16 @@ GPUs are numbered CUDA0.. in NVML's (PCI bus) order, the order llama.cpp sees wi
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qtapp.core.errors import QuantLensError
+
+if TYPE_CHECKING:
+    from qtapp.core.fit.cuda_overhead import MeasuredOverhead
 
 MIB = 1024**2
 GIB = 1024**3
@@ -36,9 +41,20 @@ class Device:
     bandwidth: float  # bytes/s, peak
     is_gpu: bool = True
     label: str = ""
+    #: CUDA's own use of this GPU (quantized model, float model) as the user's evaluations
+    #: measured it on this GPU model and driver (fit/cuda_overhead.py); None: built-in figure
+    measured_overhead: tuple[int | None, int | None] = (None, None)
+    overhead_source: str = ""
 
     def budget(self, margin: int) -> int:
         return max(self.free_bytes - (margin if self.is_gpu else 0), 0)
+
+    def cuda_overhead(self, float_matrices: bool) -> int:
+        """What CUDA takes on this GPU beyond llama.cpp's buffers."""
+        measured = self.measured_overhead[1 if float_matrices else 0]
+        if measured is not None:
+            return measured
+        return CUDA_OVERHEAD_F16 if float_matrices else CUDA_OVERHEAD_QUANT
 
 
 def _unit(u: str | None) -> int:
@@ -103,7 +119,12 @@ def parse_memory_size(text: str, what: str = "host RAM") -> int:
 
 
 def devices_from_report(report: Any, use: list[int] | None = None) -> list[Device]:
-    """CUDA devices from a ``qtapp.core.hardware.probe.HardwareReport`` (NVML or replay)."""
+    """CUDA devices from a ``qtapp.core.hardware.probe.HardwareReport`` (NVML or replay), each
+    with the CUDA overhead the user's evaluations measured on its model and driver, if any."""
+    from qtapp.core.fit.cuda_overhead import measured_overheads
+
+    driver = getattr(report, "driver_version", None)
+    overheads = measured_overheads() if driver and getattr(report, "gpus", None) else {}
     out: list[Device] = []
     for gpu in getattr(report, "gpus", ()) or ():
         idx = int(getattr(gpu, "index", len(out)))
@@ -122,6 +143,7 @@ def devices_from_report(report: Any, use: list[int] | None = None) -> list[Devic
                 f"GPU {idx}: {getattr(gpu, 'name', None) or 'GPU'}",
             )
         )
+        out[-1] = with_measured_overhead(out[-1], driver, overheads)
     return out
 
 
@@ -150,3 +172,34 @@ def probe_devices() -> list[Device]:
         return devices_from_report(probe_hardware())
     except Exception:  # noqa: BLE001 - no NVML, no GPU: plan for the CPU only
         return []
+
+
+def gpu_name(device: Device) -> str:
+    """``"GPU 0: NVIDIA H200"`` -> ``"NVIDIA H200"`` (a what-if GPU has no such label)."""
+    return device.label.split(": ", 1)[1] if ": " in device.label else ""
+
+
+def with_measured_overhead(
+    device: Device, driver: str | None, overheads: dict[tuple[str, str], MeasuredOverhead]
+) -> Device:
+    """``device`` with the overhead the user's runs measured on its model and driver (if any)."""
+    m = overheads.get((gpu_name(device), driver or "")) if device.is_gpu and driver else None
+    if m is None or m.runs == 0:
+        return device
+    return dataclasses.replace(
+        device, measured_overhead=(m.value(False), m.value(True)), overhead_source=m.source()
+    )
+
+
+def overhead_text(gpus: Iterable[Device]) -> str:
+    """Where the plan's CUDA overhead comes from, in a line."""
+    measured = [d for d in gpus if d.is_gpu and d.overhead_source]
+    builtin = "CUDA overhead: measured on an H200 (613 / 826 MiB)"
+    if not measured:
+        return builtin
+    parts = []
+    for d in measured:
+        q, f = d.measured_overhead
+        sizes = " / ".join(f"{v / MIB:.0f} MiB" for v in (q, f) if v is not None)
+        parts.append(f"{d.name} {sizes}, {d.overhead_source}")
+    return "CUDA overhead: " + "; ".join(parts)

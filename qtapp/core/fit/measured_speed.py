@@ -63,7 +63,10 @@ def hardware_record(report: Any = None) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - no NVML: no GPUs
             log.debug("no hardware probe: %s", exc)
     gpus = [str(getattr(g, "name", None) or "GPU") for g in getattr(report, "gpus", ()) or ()]
-    return {"cpu_model": cpu_model, "usable_cores": usable_cores(), "gpus": gpus}
+    record = {"cpu_model": cpu_model, "usable_cores": usable_cores(), "gpus": gpus}
+    if gpus and getattr(report, "driver_version", None):  # the CUDA overhead is per driver
+        record["gpu_driver"] = str(report.driver_version)
+    return record
 
 
 def gpu_names(devices: Iterable[Any]) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
-from qtapp.core.fit.devices import CUDA_OVERHEAD_F16, CUDA_OVERHEAD_QUANT, Device
+from qtapp.core.fit.devices import Device
 from qtapp.core.fit.host_memory import HostLoad, HostRepack, bookkeeping_bytes
 from qtapp.core.fit.kv_model import (
     ContextSettings,
@@ -318,10 +318,9 @@ def device_uses(
     else:
         cpu.compute_bytes = min(host_compute_estimate(m, cs), max(out_phase, graph))
     cpu.compute_bytes += exact.output_bytes if exact else output_buffer(m, cs)
-    overhead = CUDA_OVERHEAD_F16 if g.has_float_matrices else CUDA_OVERHEAD_QUANT
     if used_gpus:
-        for u in uses:
-            u.overhead_bytes = overhead
+        for u, gpu in zip(uses, gpus, strict=True):
+            u.overhead_bytes = gpu.cuda_overhead(g.has_float_matrices)
     load = load or HostLoad()
     _host_pages(cpu, uses, g, pl, load)
     cpu.overhead_bytes = bookkeeping_bytes(m.n_vocab, m.meta_bytes, load)
@@ -389,11 +388,10 @@ def fill_gpus(
     ``with_experts=False`` every block's routed experts stay on the CPU."""
     n_all = len(g.layer)
     out_phase, graph = compute_split(m, cs, exact)
-    overhead = CUDA_OVERHEAD_F16 if g.has_float_matrices else CUDA_OVERHEAD_QUANT
     where = [-1] * (n_all + 1)
     il = n_all  # next item to place, from the back (n_all = the output layer)
     for gi in range(len(gpus) - 1, -1, -1):
-        room = gpus[gi].budget(margin) - overhead - graph
+        room = gpus[gi].budget(margin) - gpus[gi].cuda_overhead(g.has_float_matrices) - graph
         while il >= 0:
             if il == n_all:
                 need = g.output + max(out_phase - graph, 0)

@@ -17,6 +17,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QStyle, QTableView, QToolTip, QWidget
 
 from qtapp.core.app.glossary import explain, explain_quant
+from qtapp.core.fit.devices import Device, overhead_text
 from qtapp.core.fit.measured_speed import speed_text, speed_tooltip
 from qtapp.core.fit.plan import Plan, PlanRow
 from qtapp.core.fit.quality_order import METRIC_NAMES
@@ -240,6 +241,9 @@ class FitTableModel(QStandardItemModel):
             if d.overhead_bytes:
                 what = "llama.cpp's own tables" if d.device == "CPU" else "CUDA context + libraries"
                 lines.append(f"  {what} {human_bytes(d.overhead_bytes)}")
+                gpu = next((g for g in self._plan_devices() if g.name == d.device), None)
+                if gpu is not None and gpu.is_gpu:
+                    lines.append(f"    ({gpu.overhead_source or 'measured on an H200'})")
             if d.copies_bytes:
                 lines.append(f"  of the weights, repacked copies {human_bytes(d.copies_bytes)}")
             if d.load_cache_bytes:
@@ -253,7 +257,7 @@ class FitTableModel(QStandardItemModel):
             return (
                 "Weights: llama.cpp's dry-run quantization. KV cache and CPU compute: "
                 "llama.cpp's no-alloc load. GPU compute buffers: scaled from llama.cpp's "
-                "CPU figure; CUDA overhead: measured on an H200 (613 / 826 MiB)."
+                f"CPU figure; {overhead_text(self._plan_devices())}."
             )
         if col == 0:
             return self._type_tooltip(row)
@@ -262,6 +266,9 @@ class FitTableModel(QStandardItemModel):
         if col in (3 + n_dev + 4, 3 + n_dev + 5):
             return speed_tooltip(row, "pp" if col == 3 + n_dev + 4 else "tg")
         return None
+
+    def _plan_devices(self) -> list[Device]:
+        return list(self.plan.devices) if self.plan is not None else []
 
     def _type_tooltip(self, row: PlanRow) -> str | None:
         lines = ["The file as it is" if row.type == "current" else row.type]
