@@ -122,7 +122,8 @@ class FitTableModel(QStandardItemModel):
                     item.setEditable(False)
                     item.setData(self._alignment(col), _ALIGN)
                     item.setData(self.rows[r].type, Qt.ItemDataRole.UserRole)
-                    self._style_item(item, r, col)
+                    if col in self._styles[r] or (col == 0 and self.rows[r].user_recipe):
+                        self._style_item(item, r, col)  # a new item has no style to clear
                     items.append(item)
                 self.appendRow(items)
         finally:

@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
 
 from qtapp.core.hardware.llama_build import (
     CUDA_INSTALL_COMMAND,
-    build_from_job_result,
     cached_build,
+    store_build,
 )
 from qtapp.core.hardware.probe import HardwareProbe, HardwareReport, LlamaBuild
 from qtapp.core.jobs.events import Failed, Finished
@@ -36,6 +36,7 @@ from qtapp.core.jobs.job import JobSpec
 from qtapp.ui.common.background import BackgroundCall
 from qtapp.ui.common.banner import Banner
 from qtapp.ui.common.context import AppContext
+from qtapp.ui.common.threads import pool
 from qtapp.ui.common.workers import JobRunner
 from qtapp.ui.hardware.hw_cards import GpuCard, HostCard, LlamaCard
 from qtapp.ui.hardware.usage_chart import UsageChart
@@ -200,7 +201,9 @@ class Page(QWidget):
 
     def _on_llama_done(self, event: object) -> None:
         if isinstance(event, Finished):
-            self.llama = build_from_job_result(event.result)
+            self.llama = LlamaBuild.from_dict(event.result)
+            build = self.llama  # cached on disk off the GUI thread (it stats the library files)
+            pool().submit(lambda: store_build(build), "ql-store-llama-build")
         elif isinstance(event, Failed):
             self.llama = LlamaBuild(version=None, supports_gpu_offload=None, error=event.message)
         else:

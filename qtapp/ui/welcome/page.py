@@ -24,6 +24,7 @@ from qtapp.core.app.settings import Settings
 from qtapp.ui.common.background import BackgroundCall
 from qtapp.ui.common.context import AppContext
 from qtapp.ui.common.progress import ProgressBar
+from qtapp.ui.welcome.demo_tour import DemoTour
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +253,6 @@ class Page(QWidget):
         QTimer.singleShot(0, lambda: self._start_tour(Path(path)))
 
     def _start_tour(self, path: Path) -> None:
-        from qtapp.ui.welcome.demo_tour import DemoTour
-
         if self.tour is not None:
             self.tour.close()
         self.tour = DemoTour(self.ctx, path, self.window())
