@@ -144,6 +144,19 @@ def section(res: dict[str, Any]) -> str:
         "(llama.cpp's dry run). Mean and 99% KLD against the F16 measured on "
         f"Genesis-Exodus ({res['eval_chunks']} chunks of 512), a text the scan did not see.",
         "",
+        # timed_s / timed_estimate_s: a separate run of the CLI under the bench lock (the scan
+        # above runs niced beside other work), put into result.json's "scan" by hand
+        *(
+            [
+                f"Timed alone (`flock /tmp/ql-bench.lock nice -n 0 quantlens tailor ... "
+                f"--no-measure`, fresh caches): {s['timed_s']:.0f} s for the whole command, "
+                f"the scan's {s['evals']} evaluations, base log-probs and quantizations "
+                f"included; shown before the start: about {s['timed_estimate_s'] / 60:.1f} min.",
+                "",
+            ]
+            if "timed_s" in s
+            else []
+        ),
         "| budget | tailored MiB | predicted | tailored mean / 99% KLD | type MiB | type mean / "
         "99% KLD | *_XL MiB | *_XL mean / 99% KLD | tailored wins |",
         "|---|---|---|---|---|---|---|---|---|",
