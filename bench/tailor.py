@@ -209,7 +209,7 @@ def write_section(path: Path, text: str) -> None:
     if MARK_START in old and MARK_END in old:
         head, rest = old.split(MARK_START, 1)
         tail = rest.split(MARK_END, 1)[1].lstrip("\n")
-        new = head + text + ("\n" + tail if tail else "")
+        new = head + text + "\n" + ("\n" + tail if tail else "")
     else:
         new = old.rstrip("\n") + "\n\n" + text + "\n"
     path.write_text(new)
