@@ -105,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
     from qtapp.core.app.paths import resources_dir
     from qtapp.core.gguf.model import read_model
     from qtapp.core.tailor import tailor as core
-    from qtapp.core.tailor.recipe import recipe_name
     from qtapp.core.tailor.scan import DEFAULT_CANDIDATES, ScanSettings, run_scan, scan_cost
 
     _check_paths(args)
@@ -154,19 +153,9 @@ def run(args: argparse.Namespace) -> int:
             raise QuantLensError(terminal.message, terminal.hint)
         print("tailor: cancelled, nothing written", file=sys.stderr)
         return 130
-    inp = None
-    if args.gpus:
-        inp = _plan_inputs(args)
-    name = args.name or recipe_name(
-        args.model.stem.removesuffix("-F16").removesuffix("-BF16").removesuffix("-F32"),
-        budget if budget is not None else sum(d.total_bytes for d in inp.gpus) if inp else 0,
-    )
-    t = core.tailor_to_budget(scan, budget, name) if budget is not None else None
-    if t is None:
-        assert inp is not None
-        t = core.tailor_to_plan(scan, inp, name)
-    core.confirm_size(m, t)
-    saved = core.save(t)
+    inp = _plan_inputs(args) if args.gpus else None
+    # the default name: <model>-tailored-<budget, or the GPUs' total>MiB
+    t, saved = core.tailor_and_save(m, scan, budget=budget, inp=inp, name=args.name)
     out: dict[str, Any] = {
         "model": str(args.model),
         **t.to_dict(m.n_layer),

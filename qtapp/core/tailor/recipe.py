@@ -31,3 +31,8 @@ def tensor_type_args(recipe: Recipe, n_layer: int) -> list[str]:
     for pattern, t in recipe.overrides(n_layer):
         out += ["--tensor-type", f"{pattern}={t}"]
     return out
+
+
+def is_tailored(label: str) -> bool:
+    """Whether a quant's label (a recipe's name) is one :func:`recipe_name` made."""
+    return "-tailored-" in label and label.endswith("MiB")

@@ -175,3 +175,35 @@ def save(t: Tailored) -> Path:
     from qtapp.core.fit.recipes_store import save_user_recipe
 
     return save_user_recipe(t.recipe)
+
+
+def default_name(model: Path, budget: int) -> str:
+    """The recipe's default name: the model's stem without its precision suffix, the budget."""
+    from qtapp.core.tailor.recipe import recipe_name
+
+    stem = model.stem.removesuffix("-F16").removesuffix("-BF16").removesuffix("-F32")
+    return recipe_name(stem, budget)
+
+
+def tailor_and_save(
+    m: ModelInfo,
+    scan: Scan,
+    *,
+    budget: int | None = None,
+    inp: PlanInputs | None = None,
+    name: str | None = None,
+) -> tuple[Tailored, Path]:
+    """The one path from a finished scan to a saved recipe, for the CLI and the window alike:
+    the least-KLD mix of at most ``budget`` bytes of weights, or (``inp``) the best mix whose
+    whole plan fits ``inp.gpus``; its size confirmed by llama.cpp's dry run; saved as a user
+    recipe. Slow (a dry run in a child): call it off the GUI thread."""
+    if (budget is None) == (inp is None):
+        raise ValueError("give exactly one of budget and inp")
+    if budget is not None:
+        t = tailor_to_budget(scan, budget, name or default_name(m.path, budget))
+    else:
+        assert inp is not None
+        total = sum(d.total_bytes for d in inp.gpus)
+        t = tailor_to_plan(scan, inp, name or default_name(m.path, total))
+    confirm_size(m, t)
+    return t, save(t)
