@@ -65,6 +65,12 @@ def quant_label(model: Path) -> str:
     qtype = split_quant_name(model)[1]
     if qtype:
         return qtype
+    if "-tailored-" in Path(model).name:  # a tailored recipe's file: the recipe's own name
+        from qtapp.core.fit.recipes_store import load_user_recipes
+
+        qtype = split_quant_name(model, load_user_recipes())[1]
+        if qtype:
+            return qtype
     try:
         from qtapp.core.gguf.reader import peek_gguf
 

@@ -134,7 +134,7 @@ def tailor_to_plan(scan: Scan, inp: PlanInputs, name: str, steps: int = 24) -> T
         raise QuantLensError(
             f"Even the smallest mix ({lo / 2**20:.1f} MiB of weights) does not fit these GPUs "
             f"at a context of {inp.settings.n_ctx}.",
-            "Use a smaller context (--ctx), a smaller KV type (--kv q8_0) or more GPU memory.",
+            "Use a smaller context, a smaller KV cache type (q8_0) or more GPU memory.",
         )
     best = first
     for _ in range(steps):

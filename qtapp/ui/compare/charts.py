@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QWidget
 from qtapp.core.results.comparison import QUALITY_METRICS, CompareRow, frontier
 from qtapp.core.results.store import Curve
 from qtapp.core.results.svgchart import PALETTE
+from qtapp.core.tailor.recipe import is_tailored
 from qtapp.ui.common.axes import chart_axes
 from qtapp.ui.common.live_plot_parts import light_grid
 
@@ -154,6 +155,9 @@ class _Chart(pg.PlotWidget):
         hollow: Sequence[bool] | None = None,
         log_y: bool = False,
         labels: bool = True,
+        symbol: str = "o",
+        size: int = 10,
+        bold: bool = False,
     ) -> pg.PlotDataItem:
         brushes = [
             pg.mkBrush("w") if hollow and hollow[i] else pg.mkBrush(colour)
@@ -164,8 +168,8 @@ class _Chart(pg.PlotWidget):
             [r.size_gib for r in rows],
             list(ys),
             pen=None,
-            symbol="o",
-            symbolSize=10,
+            symbol=symbol,
+            symbolSize=size,
             symbolPen=pg.mkPen(colour, width=1.6),
             symbolBrush=brushes,
             data=[r.run_id for r in rows],
@@ -183,7 +187,9 @@ class _Chart(pg.PlotWidget):
         below = {i for n, i in enumerate(order) if n % 2}  # alternate so neighbours don't collide
         for i, (r, y) in enumerate(zip(rows, ys, strict=True)):
             text = pg.TextItem(r.label, color="#333", anchor=(0, -0.1) if i in below else (0, 1))
-            text.setFont(_font(8))
+            font = _font(8)
+            font.setBold(bold)
+            text.setFont(font)
             text.setPos(r.size_gib or 0.0, float(np.log10(y)) if log_y else y)
             self.addItem(text)
         return item
@@ -238,16 +244,20 @@ class QualityChart(_Chart):
             self._show_empty(f"No {name} measured yet: evaluate a quant to see it here")
             return
         colours = model_colours([r.model for r in usable])
+        labels = len(usable) <= MAX_LABELLED_POINTS
         for model, colour in colours.items():
             mine = [r for r in usable if r.model == model]
-            self._scatter(
-                mine,
-                [r.quality(metric) or 0.0 for r in mine],
-                colour,
-                model,
-                log_y=log_y,
-                labels=len(usable) <= MAX_LABELLED_POINTS,
-            )
+            standard = [r for r in mine if not is_tailored(r.label)]
+            tailored = [r for r in mine if is_tailored(r.label)]
+            if standard:
+                ys = [r.quality(metric) or 0.0 for r in standard]
+                self._scatter(standard, ys, colour, model, log_y=log_y, labels=labels)
+            if tailored:  # its own point: a star, labelled in bold, named in the legend
+                ys = [r.quality(metric) or 0.0 for r in tailored]
+                self._scatter(
+                    tailored, ys, colour, f"{model} tailored", log_y=log_y, labels=True,
+                    symbol="star", size=16, bold=True,
+                )  # fmt: skip
             front = frontier(mine, metric)
             if len(front) > 1:
                 self.plot(

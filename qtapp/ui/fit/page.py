@@ -32,10 +32,12 @@ from qtapp.core.fit.quality_order import METRIC_NAMES, QualityOrder
 from qtapp.core.fit.quants import Recipe
 from qtapp.core.fit.sources import PlanSources, read_plan_sources
 from qtapp.core.gguf.model import ModelInfo
+from qtapp.core.tailor.scan import ScanSettings
 from qtapp.ui.common.background import BackgroundCall
 from qtapp.ui.common.banner import Banner
 from qtapp.ui.common.context import AppContext
 from qtapp.ui.common.elided_label import ElidedLabel
+from qtapp.ui.common.tailor_panel import TailorDialog
 from qtapp.ui.fit.controls import FitControls
 from qtapp.ui.fit.device_bars import DeviceBars
 from qtapp.ui.fit.exact_jobs import ExactFigureJobs
@@ -62,6 +64,9 @@ class Page(QWidget):
         self.speeds = MeasuredSpeeds()  # measured tokens/s from the results store, read at open
         self.repack = HostRepack()  # what the llama.cpp build repacks, read with the model
         self.checks_text = ""  # how far the plans of the user's evaluations were off
+        self.tailor_settings = ScanSettings()  # the Tailor dialog's scan (tests make it small)
+        self.tailor_dialog: TailorDialog | None = None
+        self._select_after = ""  # a recipe to select once the model is read again
         self._loader: BackgroundCall | None = None
         self.last_plan_ms = 0.0
         self._build()
@@ -143,6 +148,14 @@ class Page(QWidget):
         self.exact_label.setWordWrap(True)
         self.exact_label.setStyleSheet("color: palette(placeholder-text);")
         bottom.addWidget(self.exact_label, 1)
+        self.tailor_button = QPushButton("Tailor to this budget…")
+        self.tailor_button.setEnabled(False)
+        self.tailor_button.setToolTip(
+            "Measure which tensors matter, then save the best per-tensor mix whose whole plan "
+            "fits the selected GPUs (or the what-if) at this context and KV type."
+        )
+        self.tailor_button.clicked.connect(self.open_tailor)
+        bottom.addWidget(self.tailor_button)
         self.quantize_button = QPushButton("Quantize selected…")
         self.quantize_button.setEnabled(False)
         self.quantize_button.setToolTip("Queue the selected types on the Quantize page.")
@@ -197,16 +210,20 @@ class Page(QWidget):
         m, self.recipes, self.quality, self.speeds = got.model, got.recipes, got.quality, got.speeds
         self.repack = got.repack
         self.checks_text = plan_checks_text(got.checks)
+        same = self.model is not None and self.model.path == m.path  # a re-read: keep settings
         self.model = m
         self.path_label.setText(str(m.path))
         self.path_label.setToolTip(str(m.path))
         self.card.set_model(m)
-        self.controls.set_max_context(m.n_ctx_train)
-        self.controls.blockSignals(True)
-        self.controls.set_context(min(m.n_ctx_train or 4096, 8192))
-        self.controls.blockSignals(False)
+        if not same:
+            self.controls.set_max_context(m.n_ctx_train)
+            self.controls.blockSignals(True)
+            self.controls.set_context(min(m.n_ctx_train or 4096, 8192))
+            self.controls.blockSignals(False)
         self.figures.open(m, self.recipes, got.weights)
         self.replan()
+        if self._select_after:
+            self.select_recipe(self._select_after)
         self._request_weights()
         self.figures.request_memory()
 
@@ -254,6 +271,7 @@ class Page(QWidget):
         self._show_recommendation(self.plan)
         self._update_exact_label()
         self.quantize_button.setEnabled(True)
+        self.tailor_button.setEnabled(bool(inp.gpus))
 
     def _update_caption(self, plan: Plan) -> None:
         text = CAPTION
@@ -330,7 +348,67 @@ class Page(QWidget):
             page.queue_from_fit(self.model.path, types)
         self.ctx.status.emit(f"Queued {', '.join(types)} for quantization." if types else "")
 
+    # -- tailor ----------------------------------------------------------------------------------
+    def open_tailor(self) -> TailorDialog | None:
+        """The Tailor dialog for the open model; its budget: the whole plan on the selected
+        GPUs (or the what-if) at this page's context, KV type and margin."""
+        inp = self.inputs()
+        if inp is None or self.model is None:
+            return None
+        if self.tailor_dialog is not None and self.tailor_dialog.is_busy():
+            self.tailor_dialog.raise_()
+            return self.tailor_dialog
+        dialog = TailorDialog(
+            self.model.path, inputs=inp, settings=self.tailor_settings, parent=self
+        )
+        dialog.saved.connect(self.reload_recipes)
+        dialog.show_in_fit.connect(self.select_recipe)
+        dialog.quantize.connect(lambda _name: self._quantize_recipe(dialog))
+        dialog.edit.connect(self._edit_recipe)
+        self.tailor_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def reload_recipes(self, select: str = "") -> None:
+        """Read the model's plan sources again (off the GUI thread: the user's recipes, their
+        exact sizes), keep the settings, replan, then select ``select``."""
+        if self.model is None:
+            return
+        self._select_after = select
+        self.open_model(self.model.path)
+
+    def select_recipe(self, name: str) -> None:
+        if self.plan is not None and self.plan.row(name) is not None:
+            self._select_after = ""
+            self.table.select_type(name)
+            self._on_row(self.plan.row(name))
+            self.ctx.navigate.emit(self.key)
+        else:
+            self._select_after = name  # not read yet: selected when it is
+
+    def _quantize_recipe(self, dialog: TailorDialog) -> None:
+        """Queue the tailored recipe on the Quantize page (handed over: no disk read)."""
+        if self.model is None or dialog.result is None:
+            return
+        recipe = dialog.result.recipe
+        window = self.window()
+        page = getattr(window, "pages", {}).get("quantize") if window is not None else None
+        if page is not None and hasattr(page, "queue_from_fit"):
+            if hasattr(page, "add_user_recipe"):
+                page.add_user_recipe(recipe)
+            page.queue_from_fit(self.model.path, [recipe.name])
+
+    def _edit_recipe(self, recipe: Recipe) -> None:
+        from qtapp.ui.quantize.recipe_editor import RecipeEditorDialog
+
+        dialog = RecipeEditorDialog(self.ctx, str(self.model.path) if self.model else None, self)
+        dialog.editor.load_recipe(recipe)
+        dialog.saved.connect(lambda name: self.reload_recipes(name))
+        dialog.show()
+
     def shutdown(self) -> None:
+        if self.tailor_dialog is not None:
+            self.tailor_dialog.shutdown()
         self._replan_timer.stop()
         self._exact_timer.stop()
         self.figures.cancel()

@@ -70,6 +70,10 @@ class Page(QWidget):
         self._all_done_callbacks: list[Callable[[], Any]] = []
         #: asked before replacing existing outputs; tests may swap it
         self.confirm_overwrite: Callable[[list[Path]], bool] = self._ask_overwrite
+        from qtapp.core.tailor.scan import ScanSettings
+
+        self.tailor_settings = ScanSettings()  # the Tailor dialog's scan (tests make it small)
+        self.tailor_dialog: Any = None
         self._build()
         self._load_settings()
         self.ctx.model_changed.connect(self._on_model_changed)
@@ -121,6 +125,13 @@ class Page(QWidget):
         )
         self.edit_recipes_button.clicked.connect(self.open_recipe_editor)
         recipes_row.addWidget(self.edit_recipes_button)
+        self.tailor_button = QPushButton("Tailor to a budget…")
+        self.tailor_button.setToolTip(
+            "Measure which tensors of the source matter, then save the best per-tensor mix "
+            "for a weights budget as a recipe"
+        )
+        self.tailor_button.clicked.connect(self.open_tailor)
+        recipes_row.addWidget(self.tailor_button)
         recipes_row.addStretch(1)
         left.addLayout(recipes_row)
         top_lay.addLayout(left, 3)
@@ -385,9 +396,52 @@ class Page(QWidget):
         dialog.saved.connect(lambda _name: self._reload_recipes())
         dialog.show()
 
+    def add_user_recipe(self, recipe: Any) -> None:
+        """A recipe saved elsewhere (the Tailor dialog): offered here without a disk read."""
+        self.user_recipes = {**self.user_recipes, recipe.name: recipe}
+        self.picker.set_user_recipes(self.user_recipes)
+
+    def open_tailor(self) -> Any:
+        """The Tailor dialog for the source, with a weights budget (the Fit page's action
+        tailors to whole GPUs instead)."""
+        from qtapp.ui.common.tailor_panel import TailorDialog
+
+        source = self.source.text()
+        if not source or not Path(source).is_file():
+            self.ctx.status.emit("Choose a source model first.")
+            return None
+        dialog = TailorDialog(
+            source, budget=2**30, settings=self.tailor_settings,
+            parent=self,
+        )  # fmt: skip
+        dialog.quantize.connect(lambda name: self._queue_tailored(dialog, name))
+        dialog.edit.connect(self._edit_recipe)
+        dialog.saved.connect(lambda _name: self._add_tailored(dialog))
+        self.tailor_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def _add_tailored(self, dialog: Any) -> None:
+        if dialog.result is not None:
+            self.add_user_recipe(dialog.result.recipe)
+
+    def _queue_tailored(self, dialog: Any, name: str) -> None:
+        self._add_tailored(dialog)
+        self.queue_from_fit(dialog.model_path, [name])
+
+    def _edit_recipe(self, recipe: Any) -> None:
+        from qtapp.ui.quantize.recipe_editor import RecipeEditorDialog
+
+        dialog = RecipeEditorDialog(self.ctx, self.source.text() or None, self)
+        dialog.editor.load_recipe(recipe)
+        dialog.saved.connect(lambda _name: self._reload_recipes())
+        dialog.show()
+
     def shutdown(self) -> None:
         """Window closing: stop our jobs; cleanup runs as their Cancelled events arrive."""
         self.imatrix_maker.shutdown()
+        if self.tailor_dialog is not None:
+            self.tailor_dialog.shutdown()
         for row in list(self.rows):
             runner = self._runners.get(id(row))
             if runner is not None and not row.done:
