@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -77,7 +78,41 @@ def test_the_windows_jobs_yield_the_cpu_to_it(for_the_window: bool) -> None:
         if os.path.exists(group):
             with open(group, encoding="ascii") as fh:
                 group_nice = int(fh.read().split("nice")[1])
-            assert group_nice == (min(WINDOW_JOB_NICENESS, 19) if for_the_window else 0)
+            assert group_nice == min(expected, 19)  # 0 when neither lowered it
     finally:
         job.cancel()
     assert isinstance(list(events)[-1], Cancelled)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="Linux autogroup")
+def test_a_niced_command_keeps_its_priority_in_its_workers() -> None:
+    """``nice -n 3 quantlens ...``: the worker (a session of its own) is niced as a session."""
+    import json
+    import shutil
+    import subprocess
+
+    from qtapp.core.jobs.job import worker_command
+
+    nice = shutil.which("nice")
+    if nice is None:
+        pytest.skip("no nice command")
+    parent = _niceness(os.getpid())
+    proc = subprocess.Popen(
+        [nice, "-n", "3", *worker_command()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write((json.dumps({"kind": "sleep", "params": {"seconds": 60}}) + "\n").encode())
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["kind"] == "started"
+        with open(f"/proc/{proc.pid}/autogroup", encoding="ascii") as fh:
+            group_nice = int(fh.read().split("nice")[1])
+        assert group_nice == min(parent + 3, 19) == _niceness(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait(10)
