@@ -27,6 +27,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_sections import write_section  # noqa: E402
+
 OUT = ROOT / "bench" / "out"
 DEFAULT_SRC = Path("/tmp/src/llama_cpp_python-0.3.36/vendor/llama.cpp")
 MARK_START = "<!-- bench/eval.py:start -->"
@@ -348,19 +351,8 @@ def main() -> int:
     section = "\n".join(lines) + "\n"
     print(section)
     if not args.no_write:
-        write_section(ROOT / "BENCHMARKS.md", section)
+        write_section(ROOT / "BENCHMARKS.md", section, MARK_START, MARK_END)
     return 0
-
-
-def write_section(path: Path, section: str) -> None:
-    old = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if MARK_START in old and MARK_END in old:
-        head, rest = old.split(MARK_START, 1)
-        tail = rest.split(MARK_END, 1)[1].lstrip("\n")
-        new = head + section + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + section
-    path.write_text(new)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from bench_sections import write_section  # noqa: E402
+
 OUT = ROOT / "bench" / "out" / "imatrix"
 LOCK = "/tmp/ql-bench.lock"
 MARK_START = "<!-- bench/imatrix.py:start -->"
@@ -174,7 +176,7 @@ def main() -> int:
         res.update(speed(bins, f16, args))
     (OUT / "result.json").write_text(json.dumps(res, indent=2, default=str))
     if not args.no_write:
-        write_section(ROOT / "BENCHMARKS.md", section(res, args))
+        write_section(ROOT / "BENCHMARKS.md", section(res, args), MARK_START, MARK_END)
     return 0
 
 
@@ -323,17 +325,6 @@ def section(res: dict[str, Any], args: argparse.Namespace) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if MARK_START in old and MARK_END in old:
-        head, rest = old.split(MARK_START, 1)
-        tail = rest.split(MARK_END, 1)[1].lstrip("\n")
-        new = head + text + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
 
 
 if __name__ == "__main__":

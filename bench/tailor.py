@@ -25,6 +25,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_sections import write_section  # noqa: E402
+
 OUT = ROOT / "bench" / "out" / "tailor"
 MARK_START = "<!-- bench/tailor.py:start -->"
 MARK_END = "<!-- bench/tailor.py:end -->"
@@ -115,7 +118,7 @@ def main() -> int:
         res["rows"].append(row)
         (OUT / "result.json").write_text(json.dumps(res, indent=1))
     if not args.no_write:
-        write_section(ROOT / "BENCHMARKS.md", section(res))
+        write_section(ROOT / "BENCHMARKS.md", section(res), MARK_START, MARK_END)
     print(section(res))
     return 0
 
@@ -202,17 +205,6 @@ def section(res: dict[str, Any]) -> str:
         MARK_END,
     ]
     return "\n".join(lines)
-
-
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if MARK_START in old and MARK_END in old:
-        head, rest = old.split(MARK_START, 1)
-        tail = rest.split(MARK_END, 1)[1].lstrip("\n")
-        new = head + text + "\n" + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
 
 
 if __name__ == "__main__":
