@@ -86,6 +86,8 @@ def test_fit_page_tailors_to_the_what_if_gpu_and_shows_the_recipe_as_a_row(
     assert page.plan.settings.n_ctx == 1024
     dialog.fit_button.click()
     assert page.table.current_type() == name
+    page.replan()  # exact figures arriving later replan: the user's row stays selected
+    assert page.table.current_type() == name
     # a second tailoring reuses the cached scan: no cost, straight to the solve
     again = page.open_tailor()
     assert again is not None and again is not dialog

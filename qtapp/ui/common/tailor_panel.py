@@ -142,7 +142,7 @@ class TailorDialog(QDialog):
 
     # -- layout ---------------------------------------------------------------------------------
     def _build(self, budget: int | None) -> None:
-        self.setMinimumWidth(560)
+        self.setMinimumWidth(520)
         lay = QVBoxLayout(self)
         lay.setSpacing(8)
         intro = QLabel(
@@ -221,6 +221,7 @@ class TailorDialog(QDialog):
             b.hide()
             buttons.addWidget(b)
         buttons.addWidget(self.close_button)
+        lay.addStretch(1)  # spare height below the text, not between its lines
         lay.addLayout(buttons)
         self._refresh()
 
@@ -245,6 +246,17 @@ class TailorDialog(QDialog):
         for b in (self.fit_button, self.quantize_button, self.edit_button):
             b.setVisible(done)
         self.start_button.setVisible(not done)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """A message appeared or went: as tall as the wrapped text at this width (adjustSize
+        would size the wrapped labels for a narrower width, leaving gaps)."""
+        width = max(self.width(), self.minimumWidth())
+        height = self.layout().totalHeightForWidth(width)
+        if height > 0:
+            self.resize(width, height)
+        else:
+            self.adjustSize()
 
     def _run(self, task: Any, name: str, on_done: Any) -> None:
         call = BackgroundCall(task, name, self)

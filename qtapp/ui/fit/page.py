@@ -380,6 +380,7 @@ class Page(QWidget):
     def select_recipe(self, name: str) -> None:
         if self.plan is not None and self.plan.row(name) is not None:
             self._select_after = ""
+            self.table.follow_recommendation = False  # as a click: later replans keep it
             self.table.select_type(name)
             self._on_row(self.plan.row(name))
             self.ctx.navigate.emit(self.key)
