@@ -184,3 +184,16 @@ def test_tailored_run_is_its_own_star_on_the_quality_chart(qtbot) -> None:  # no
     star = by_name["tiny tailored"]
     assert star.opts["symbol"] == "star" and list(star.getData()[0]) == [0.34]
     assert by_name["tiny"].opts["symbol"] == "o" and len(by_name["tiny"].getData()[0]) == 2
+
+
+def test_an_evaluated_tailored_file_is_labelled_by_its_recipe(quantlens_home: Path) -> None:
+    """What the Compare page calls the quant of a tailored recipe: the recipe's own name (which
+    the chart recognises), not the header's file type."""
+    from qtapp.core.evaluate.runs import quant_label
+    from qtapp.core.fit.quants import Recipe, Rule
+    from qtapp.core.fit.recipes_store import save_user_recipe
+
+    name = "tiny-llama-tailored-3MiB"
+    save_user_recipe(Recipe(name, "Q8_0", (Rule("ffn_down", "Q4_K", ""),), "", builtin=False))
+    label = quant_label(Path(f"/nowhere/tiny-llama-F16-{name}.gguf"))
+    assert label == name and is_tailored(label)
