@@ -118,6 +118,7 @@ def test_quantize_page_cancel_leaves_nothing_and_too_small_a_budget_names_the_sm
     dialog = page.open_tailor()
     assert isinstance(dialog, TailorDialog) and dialog.inputs is None
     qtbot.waitUntil(lambda: dialog.state == "ready", timeout=15000)
+    assert 1.0 < dialog.budget_box.value() < 2.0  # MiB: ~5 bits per weight of the 5 MB source
     dialog.budget_box.setValue(0.1)  # MiB: below any mix of a 5 MB model
     progress: list[object] = []
     dialog.start_button.click()
@@ -197,3 +198,47 @@ def test_an_evaluated_tailored_file_is_labelled_by_its_recipe(quantlens_home: Pa
     save_user_recipe(Recipe(name, "Q8_0", (Rule("ffn_down", "Q4_K", ""),), "", builtin=False))
     label = quant_label(Path(f"/nowhere/tiny-llama-F16-{name}.gguf"))
     assert label == name and is_tailored(label)
+
+
+def test_in_the_window_quantize_page_tailors_then_shows_it_in_fit_and_queues_it(
+    qtbot,  # noqa: ANN001
+    quantlens_home: Path,
+    tiny_model: Path,
+    tmp_path: Path,
+) -> None:
+    from qtapp.ui.main_window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    quantize = win.pages["quantize"]
+    quantize.tailor_settings = SMALL
+    quantize.confirm_overwrite = lambda _paths: True
+    quantize.options.out_dir.edit.setText(str(tmp_path))
+    quantize.set_source(tiny_model)
+    dialog = quantize.open_tailor()
+    qtbot.waitUntil(lambda: dialog.state == "ready", timeout=15000)
+    dialog.budget_box.setValue(3.0)
+    with qtbot.waitSignal(dialog.saved, timeout=90000) as saved:
+        dialog.start_button.click()
+    name = saved.args[0]
+    assert name == "tiny-llama-tailored-3MiB" and dialog.result.bytes <= 3 * 2**20
+    dialog.fit_button.click()  # the Fit page opens the model and selects the new row
+    fit = win.pages["fit"]
+    qtbot.waitUntil(lambda: fit.table.current_type() == name, timeout=30000)
+    assert win.current_page_key() == "fit"
+    assert fit.plan.row(name).weights_bytes == dialog.result.bytes
+    # "Quantize it" from a second dialog (the scan is cached now) queues the recipe
+    again = quantize.open_tailor()
+    qtbot.waitUntil(lambda: again.state == "ready", timeout=15000)
+    assert "cached" in again.cost.text()
+    again.budget_box.setValue(3.0)
+    with qtbot.waitSignal(again.saved, timeout=60000):
+        again.start_button.click()
+    again.quantize_button.click()
+    qtbot.waitUntil(lambda: len(quantize.rows) == 1, timeout=10000)
+    assert win.current_page_key() == "quantize"
+    qtbot.waitUntil(lambda: quantize.rows[0].done, timeout=60000)
+    row = quantize.rows[0]
+    assert row.target == name and row.state == "finished", (row.state, row.message)
+    assert Path(row.out_path).is_file() and name in Path(row.out_path).name
+    win.close()

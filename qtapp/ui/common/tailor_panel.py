@@ -162,6 +162,7 @@ class TailorDialog(QDialog):
         self.budget_box.setRange(0.1, 4_000_000.0)
         self.budget_box.setSuffix(" MiB")
         self.budget_box.setValue((budget or 2**30) / 2**20)
+        self._budget_given = budget is not None
         self.budget_box.setToolTip("The bytes of all the weights together")
         if self.inputs is None:
             row = QHBoxLayout()
@@ -269,6 +270,8 @@ class TailorDialog(QDialog):
         assert isinstance(got, dict)
         self.model = got["model"]
         self.cached = bool(got["cached"])
+        if not self._budget_given and self.model is not None:  # about 5 bits per weight
+            self.budget_box.setValue(round(self.model.weights_bytes * 5 / 16 / 2**20, 1))
         if self.inputs is not None and not self.inputs.gpus:
             self.cost.setText("Choose at least one GPU, or type a what-if size, on the Fit page.")
             self.cost.setStyleSheet(ERROR_STYLE)

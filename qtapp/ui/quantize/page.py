@@ -410,12 +410,11 @@ class Page(QWidget):
         if not source or not Path(source).is_file():
             self.ctx.status.emit("Choose a source model first.")
             return None
-        dialog = TailorDialog(
-            source, budget=2**30, settings=self.tailor_settings,
-            parent=self,
-        )  # fmt: skip
+        # the budget starts at about 5 bits per weight of the source, once it is read
+        dialog = TailorDialog(source, settings=self.tailor_settings, parent=self)
         dialog.quantize.connect(lambda name: self._queue_tailored(dialog, name))
         dialog.edit.connect(self._edit_recipe)
+        dialog.show_in_fit.connect(lambda name: self._show_in_fit(dialog, name))
         dialog.saved.connect(lambda _name: self._add_tailored(dialog))
         self.tailor_dialog = dialog
         dialog.show()
@@ -424,6 +423,20 @@ class Page(QWidget):
     def _add_tailored(self, dialog: Any) -> None:
         if dialog.result is not None:
             self.add_user_recipe(dialog.result.recipe)
+
+    def _show_in_fit(self, dialog: Any, name: str) -> None:
+        """The Fit page, on the tailored model, with the new recipe's row selected."""
+        window = self.window()
+        fit = getattr(window, "pages", {}).get("fit") if window is not None else None
+        if fit is None:
+            return
+        model = getattr(fit, "model", None)
+        if model is not None and model.path == Path(dialog.model_path):
+            fit.reload_recipes(name)
+        else:
+            fit.select_recipe(name)  # not in its plan yet: selected once the model is read
+            self.ctx.open_model(dialog.model_path)
+        self.ctx.navigate.emit("fit")
 
     def _queue_tailored(self, dialog: Any, name: str) -> None:
         self._add_tailored(dialog)
