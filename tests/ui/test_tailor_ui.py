@@ -93,6 +93,16 @@ def test_fit_page_tailors_to_the_what_if_gpu_and_shows_the_recipe_as_a_row(
     assert again is not None and again is not dialog
     qtbot.waitUntil(lambda: again.state == "ready", timeout=15000)
     assert "cached" in again.cost.text()
+    # "Edit recipe" opens the recipe editor on the tailored rules
+    from qtapp.ui.quantize.recipe_editor import RecipeEditorDialog
+
+    with qtbot.waitSignal(again.saved, timeout=60000):
+        again.start_button.click()
+    again.edit_button.click()
+    [editor] = [d for d in page.findChildren(RecipeEditorDialog) if d.isVisible()]
+    assert editor.editor.name.text() == name
+    assert editor.editor.rules() == list(t.recipe.rules)
+    editor.close()
 
 
 @pytest.fixture
