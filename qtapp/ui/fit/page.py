@@ -46,6 +46,10 @@ from qtapp.ui.fit.table import MEASURED_MARK, FitTable
 
 log = logging.getLogger(__name__)
 EXACT_DELAY_MS = 350  # settle time before asking llama.cpp for a settings change
+TAILOR_TIP = (
+    "Measure which tensors matter, then save the best per-tensor mix whose whole plan fits the "
+    "selected GPUs (or the what-if) at this context and KV type."
+)
 CAPTION = "Memory in GiB per device: weights + KV cache + compute + CUDA overhead. ★ recommended."
 
 
@@ -150,10 +154,7 @@ class Page(QWidget):
         bottom.addWidget(self.exact_label, 1)
         self.tailor_button = QPushButton("Tailor to this budget…")
         self.tailor_button.setEnabled(False)
-        self.tailor_button.setToolTip(
-            "Measure which tensors matter, then save the best per-tensor mix whose whole plan "
-            "fits the selected GPUs (or the what-if) at this context and KV type."
-        )
+        self.tailor_button.setToolTip(TAILOR_TIP)
         self.tailor_button.clicked.connect(self.open_tailor)
         bottom.addWidget(self.tailor_button)
         self.quantize_button = QPushButton("Quantize selected…")
@@ -272,6 +273,9 @@ class Page(QWidget):
         self._update_exact_label()
         self.quantize_button.setEnabled(True)
         self.tailor_button.setEnabled(bool(inp.gpus))
+        self.tailor_button.setToolTip(
+            TAILOR_TIP if inp.gpus else "Tick a GPU or type a what-if size to tailor to it."
+        )
 
     def _update_caption(self, plan: Plan) -> None:
         text = CAPTION
