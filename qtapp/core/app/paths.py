@@ -6,6 +6,7 @@ redirects all of it (tests point it at a temporary folder; a portable install at
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -78,3 +79,11 @@ def resources_dir() -> Path:
     if frozen:
         return Path(frozen) / "resources"
     return Path(__file__).resolve().parents[3] / "resources"
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write ``data`` as JSON through ``<name>.part`` and a rename: a reader never sees half a
+    file. Raises OSError (a full disk, a read-only folder) for the caller to judge."""
+    tmp = path.with_suffix(".part")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    tmp.replace(path)

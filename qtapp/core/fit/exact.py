@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from qtapp.core.app.paths import app_paths
+from qtapp.core.app.paths import app_paths, write_json_atomic
 from qtapp.core.fit.kv_model import ContextSettings
 from qtapp.core.fit.plan import ExactFigures, Weights
 from qtapp.core.fit.quants import Recipe
@@ -58,10 +58,8 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".part")
     try:
-        tmp.write_text(json.dumps(data))
-        tmp.replace(path)
+        write_json_atomic(path, data)
     except OSError as exc:  # a full disk costs the cache, not the plan
         log.warning("could not cache %s: %s", path.name, exc)
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qtapp.core.app.paths import app_paths, resources_dir
+from qtapp.core.app.paths import app_paths, resources_dir, write_json_atomic
 from qtapp.core.errors import QuantLensError
 from qtapp.core.evaluate.base_cache import model_fingerprint, text_hash
 from qtapp.core.gguf.model import ModelInfo
@@ -173,10 +173,8 @@ def cached_scan(m: ModelInfo, settings: ScanSettings) -> Scan | None:
 
 def _store(m: ModelInfo, settings: ScanSettings, groups: list[Group], r: dict[str, Any]) -> None:
     path = _cache_file(m, settings, groups)
-    tmp = path.with_suffix(".part")
     try:
-        tmp.write_text(json.dumps(r))
-        tmp.replace(path)
+        write_json_atomic(path, r)
     except OSError as exc:  # a full disk costs the cache, not the result
         log.warning("could not cache the scan %s: %s", path.name, exc)
 

@@ -53,10 +53,10 @@ class PageStack(QWidget):
         old = self.currentWidget()
         focus = self.window().focusWidget()
         focus_was_on_old = focus is not None and old is not None and old.isAncestorOf(focus)
+        if old is not None:  # first, as QStackedLayout: hiding a page under the new one
+            old.hide()  # painted the new one at once, inside this call
         new.show()  # delivers the page's pending resize events
         new.raise_()
-        if old is not None:
-            old.hide()
         self._current = index
         if focus_was_on_old:  # as QStackedLayout: the page's own focus widget, else the page
             target = new.focusWidget()
