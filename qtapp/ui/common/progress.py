@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QProgressBar
+from collections.abc import Callable
+
+from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QWidget
 
 
 class ProgressBar(QProgressBar):
@@ -18,3 +20,20 @@ class ProgressBar(QProgressBar):
             super().setValue(value)
         finally:
             self.setUpdatesEnabled(True)  # ...and turning them on schedules an update()
+
+
+def progress_row(on_cancel: Callable[[], object]) -> tuple[QWidget, ProgressBar, QPushButton]:
+    """A job's progress bar (per mille) with its Cancel button, in a row hidden until it runs."""
+    bar = ProgressBar()
+    bar.setRange(0, 1000)
+    bar.setTextVisible(True)
+    cancel = QPushButton("Cancel")
+    cancel.setToolTip("Stop now; no file is left behind")
+    cancel.clicked.connect(on_cancel)
+    row = QWidget()
+    lay = QHBoxLayout(row)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.addWidget(bar, 1)
+    lay.addWidget(cancel)
+    row.hide()
+    return row, bar, cancel

@@ -44,7 +44,7 @@ from qtapp.core.tailor.scan import (
 )
 from qtapp.core.tailor.tailor import Tailored, tailor_and_save
 from qtapp.ui.common.background import BackgroundCall
-from qtapp.ui.common.progress import ProgressBar
+from qtapp.ui.common.progress import progress_row
 from qtapp.ui.common.workers import JobRunner
 
 log = logging.getLogger(__name__)
@@ -184,19 +184,7 @@ class TailorDialog(QDialog):
         self.requantize.toggled.connect(lambda _on: self._refresh())
         self.requantize.hide()
         lay.addWidget(self.requantize)
-        prog = QHBoxLayout()
-        prog.setContentsMargins(0, 0, 0, 0)
-        self.bar = ProgressBar()
-        self.bar.setRange(0, 1000)
-        self.bar.setTextVisible(True)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop now; no file is left behind")
-        self.cancel_button.clicked.connect(self.cancel)
-        prog.addWidget(self.bar, 1)
-        prog.addWidget(self.cancel_button)
-        self.progress_row = QWidget()
-        self.progress_row.setLayout(prog)
-        self.progress_row.hide()
+        self.progress_row, self.bar, self.cancel_button = progress_row(self.cancel)
         lay.addWidget(self.progress_row)
         self.message = QLabel()
         self.message.setObjectName("tailorMessage")

@@ -39,7 +39,7 @@ from qtapp.core.quantize.imatrix_jobs import (
     stored_for,
 )
 from qtapp.ui.common.background import BackgroundCall
-from qtapp.ui.common.progress import ProgressBar
+from qtapp.ui.common.progress import progress_row
 from qtapp.ui.quantize.options import PathField
 
 log = logging.getLogger(__name__)
@@ -115,19 +115,7 @@ class ImatrixMaker(QGroupBox):
         self.error.setStyleSheet("color: #c0392b;")
         self.error.hide()
         lay.addWidget(self.error)
-        prog = QHBoxLayout()
-        self.bar = ProgressBar()
-        self.bar.setRange(0, 1000)
-        self.bar.setTextVisible(True)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop now; no file is left behind")
-        self.cancel_button.clicked.connect(self.cancel)
-        prog.addWidget(self.bar, 1)
-        prog.addWidget(self.cancel_button)
-        self.progress_row = QWidget()
-        self.progress_row.setLayout(prog)
-        prog.setContentsMargins(0, 0, 0, 0)
-        self.progress_row.hide()
+        self.progress_row, self.bar, self.cancel_button = progress_row(self.cancel)
         lay.addWidget(self.progress_row)
         self._refresh()
         self._check_overlap()
