@@ -174,9 +174,10 @@ class FitTableModel(QStandardItemModel):
         plain = explain(glossary[name]) + "\n\n" if name in glossary else ""
         if name.endswith("t/s"):
             return plain + (
-                "Tokens/s: plain = measured on this hardware (Evaluate with speed); "
-                "~ = predicted, calibrated by your measurements of other types; "
-                "* = predicted (memory bandwidth / compute model)."
+                "Tokens/s at the chosen context: with that many tokens already in the KV "
+                "cache (llama-bench -d), as a long conversation runs. Plain = measured on this "
+                "hardware (Evaluate with speed); ~ = predicted, calibrated by your measurements "
+                "of other types; * = predicted (memory bandwidth / compute model)."
             )
         if name in ("Weights", "KV", "Compute") or name in self.devices:
             return plain + f"{name}, GiB (hover a device cell for its breakdown)"
