@@ -279,7 +279,6 @@ def run(args: argparse.Namespace) -> int:
         out["plan_checks"] = [
             {"device": c.device, "planned_and_measured_bytes": c.pairs} for c in checks
         ]
-        out["cuda_overhead"] = overhead_text(plan.devices) if inp.gpus else None
         print(json.dumps(out, indent=1))
     else:
         print(format_table(plan, checks))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from qtapp.core.fit.devices import DEFAULT_MARGIN, GIB, MIB, Device
+from qtapp.core.fit.devices import DEFAULT_MARGIN, GIB, MIB, Device, overhead_text
 from qtapp.core.fit.host_memory import HostLoad
 from qtapp.core.fit.kv_model import ContextSettings, kv_estimate, pad
 from qtapp.core.fit.measured_speed import Calibration, MeasuredSpeeds, SpeedMeasurement
@@ -231,6 +231,10 @@ class Plan:
                     for d in self.devices
                 ],
                 "margin_bytes": self.margin,
+                # where the GPUs' CUDA overhead comes from: built in, or measured by your runs
+                "cuda_overhead": (
+                    overhead_text(self.devices) if any(d.is_gpu for d in self.devices) else None
+                ),
             },
             "settings": self.settings.to_dict(),
             "recommended": self.recommended,
