@@ -16,3 +16,13 @@ def write_section(path: Path, text: str, start: str, end: str) -> None:
     else:
         new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
     path.write_text(new)
+
+
+def publish(lines: list[str], start: str, end: str, write: bool) -> str:
+    """Print a bench's section (``lines`` from its start marker to its end marker) and, with
+    ``write``, put it into the project's BENCHMARKS.md."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if write:
+        write_section(Path(__file__).resolve().parents[1] / "BENCHMARKS.md", text, start, end)
+    return text

@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_sections import write_section  # noqa: E402
+from bench_sections import publish  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 DEFAULT_SRC = Path("/tmp/sdist/llama_cpp_python-0.3.36/vendor/llama.cpp")
@@ -188,10 +188,7 @@ def main() -> int:
         ),
         MARK_END,
     ]
-    section = "\n".join(lines) + "\n"
-    print(section)
-    if not args.no_write:
-        write_section(ROOT / "BENCHMARKS.md", section, MARK_START, MARK_END)
+    publish(lines, MARK_START, MARK_END, write=not args.no_write)
     return 0
 
 
