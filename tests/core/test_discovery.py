@@ -231,3 +231,39 @@ def test_headers_longer_than_the_first_read_are_read_on(
         whole.tensors,
     )
     assert peek_gguf(path).file_type == "F16"  # read on into the tensor infos
+
+
+def test_threads_reading_one_header_at_once_parse_it_once(tmp_path: Path, monkeypatch) -> None:
+    """Opening a model asks for its header from several threads at once; the vocabulary is
+    walked once and the others wait for that answer (parallel walks held the GIL the window
+    needed to paint). A peek after a full read reuses it too."""
+    import threading
+
+    from qtapp.core.gguf import reader
+
+    path = write_gguf(tmp_path / "m.gguf")
+    parses: list[str] = []
+    real_parse = reader._parse
+
+    def counting_parse(c, tensors_if=None):  # noqa: ANN001, ANN202 - the reader's own signature
+        parses.append(threading.current_thread().name)
+        return real_parse(c, tensors_if)
+
+    monkeypatch.setattr(reader, "_parse", counting_parse)
+    start = threading.Barrier(4)
+    got: list[object] = []
+
+    def read() -> None:
+        start.wait(timeout=10)
+        got.append(read_gguf(path))
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(got) == 4 and all(g is got[0] for g in got)
+    assert len(parses) == 1
+    assert peek_gguf(path).architecture == "llama" and len(parses) == 1
+    path.write_bytes(path.read_bytes() + b"\0" * 32)  # a changed file is read again
+    assert read_gguf(path) is not got[0] and len(parses) == 2

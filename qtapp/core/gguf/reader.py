@@ -16,12 +16,12 @@ import functools
 import math
 import os
 import struct
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 from qtapp.core.errors import QuantLensError
 from qtapp.core.light_import import submodule
@@ -217,42 +217,66 @@ def read_gguf(path: str | Path) -> GGUFFile:
     vocabulary takes tens of ms of Python to walk; a changed file (size, mtime) is read again.
     """
     p = Path(path)
-    try:
-        st = p.stat()
-    except OSError:
-        return _read(p, FULL_CHUNK, lambda c: _parse(c))  # _read says what is wrong
-    return _read_cached(p, st.st_size, st.st_mtime_ns, st.st_ino)
-
-
-@lru_cache(maxsize=64)
-def _read_cached(path: Path, _size: int, _mtime_ns: int, _inode: int) -> GGUFFile:
-    return _read(path, FULL_CHUNK, lambda c: _parse(c))
+    return _cached("full", p, lambda: _read(p, FULL_CHUNK, lambda c: _parse(c)))
 
 
 def peek_gguf(path: str | Path) -> GGUFPeek:
     """Architecture, name and type for a model list; raises like :func:`read_gguf`.
 
     The tensor infos are read only when ``general.file_type`` is missing (to name the type by
-    the tensors' dominant one), so this costs one small read for most files.
+    the tensors' dominant one), so this costs one small read for most files; a header
+    :func:`read_gguf` already holds is not read again.
     """
+    p = Path(path)
 
     def parse(c: _Cursor) -> GGUFPeek:
-        f = _parse(c, tensors_if=lambda meta: "general.file_type" not in meta)
-        meta = f.metadata
-        arch, name, split = (
-            meta.get(k) for k in ("general.architecture", "general.name", "split.count")
-        )
-        return GGUFPeek(
-            path=c.path,
-            version=f.version,
-            architecture=arch if isinstance(arch, str) else None,
-            name=name if isinstance(name, str) else None,
-            file_type=file_type_label(meta, f.tensors),
-            tensor_count=f.tensor_count,
-            split_count=split if isinstance(split, int) and split > 0 else 1,
-        )
+        return _peek_of(_parse(c, tensors_if=lambda meta: "general.file_type" not in meta))
 
-    return _read(Path(path), PEEK_CHUNK, parse)
+    return _cached("peek", p, lambda: _read(p, PEEK_CHUNK, parse))
+
+
+def _peek_of(f: GGUFFile) -> GGUFPeek:
+    meta = f.metadata
+    keys = ("general.architecture", "general.name", "split.count")
+    arch, name, split = (meta.get(k) for k in keys)
+    return GGUFPeek(
+        path=f.path,
+        version=f.version,
+        architecture=arch if isinstance(arch, str) else None,
+        name=name if isinstance(name, str) else None,
+        file_type=file_type_label(meta, f.tensors),
+        tensor_count=f.tensor_count,
+        split_count=split if isinstance(split, int) and split > 0 else 1,
+    )
+
+
+#: parsed headers by (kind, path, size, mtime, inode), most recently used last
+_HEADERS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_HEADERS_MAX = 64
+#: one parse at a time: threads asking for the same header wait for the first one's answer
+#: instead of walking the vocabulary again beside it (three parallel walks of Gemma's 262k
+#: tokens held the GIL for ~300 ms while the window needed it to paint)
+_HEADERS_LOCK = threading.Lock()
+
+
+def _cached(kind: str, path: Path, parse: Callable[[], _T]) -> _T:
+    try:
+        st = path.stat()
+    except OSError:
+        return parse()  # _read says what is wrong
+    stamp = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+    own, full = (kind, *stamp), ("full", *stamp)
+    with _HEADERS_LOCK:
+        if own in _HEADERS:
+            _HEADERS.move_to_end(own)
+            return cast(_T, _HEADERS[own])
+        if kind == "peek" and full in _HEADERS:  # the whole header is already here
+            return cast(_T, _peek_of(_HEADERS[full]))
+        value = parse()
+        _HEADERS[own] = value
+        while len(_HEADERS) > _HEADERS_MAX:
+            _HEADERS.popitem(last=False)
+        return value
 
 
 def is_gguf(path: str | Path) -> bool:
