@@ -267,3 +267,43 @@ def test_threads_reading_one_header_at_once_parse_it_once(tmp_path: Path, monkey
     assert peek_gguf(path).architecture == "llama" and len(parses) == 1
     path.write_bytes(path.read_bytes() + b"\0" * 32)  # a changed file is read again
     assert read_gguf(path) is not got[0] and len(parses) == 2
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        [],  # plain short tokens: the quick path
+        ["x" * 300],  # a token over 255 bytes
+        [""],  # an empty token
+        ["a\0\0\0\0\0\0\0\0b"],  # zeros inside a token
+    ],
+)
+def test_a_vocabulary_is_stepped_over_exactly(tmp_path: Path, monkeypatch, odd: list[str]) -> None:
+    """The numpy shortcut over a big string array lands where the walk does, or leaves the
+    strings to the walk: the key after the vocabulary reads back right either way."""
+    from qtapp.core.gguf import reader
+
+    tokens = [f"tok{i}" for i in range(6000)]
+    tokens[3000:3000] = odd
+    path = tmp_path / "vocab.gguf"
+    w = GGUFWriter(str(path), "llama")
+    w.add_array("tokenizer.ggml.tokens", tokens)
+    w.add_uint32("after.the.vocabulary", 1234)
+    w.add_tensor("t", np.zeros((4, 4), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    quick: list[int | None] = []
+    real = reader._skip_short_strings
+
+    def spy(*args):  # noqa: ANN002, ANN202
+        quick.append(real(*args))
+        return quick[-1]
+
+    monkeypatch.setattr(reader, "_skip_short_strings", spy)
+    header = read_gguf(path)
+    assert header.metadata["after.the.vocabulary"] == 1234
+    assert header.metadata["tokenizer.ggml.tokens"].count == len(tokens)
+    assert [t.name for t in header.tensors] == ["t"]
+    assert len(quick) == 1 and (quick[0] is not None) == (not odd)  # the odd ones: walked

@@ -93,6 +93,44 @@ class GGUFFile:
     tensor_count: int = 0  # what the header declares (also when infos were skipped)
 
 
+#: string arrays at least this long are stepped over with numpy first (see below)
+_QUICK_SKIP_MIN = 4096
+
+
+def _skip_short_strings(buf: bytearray, pos: int, end: int, count: int) -> int | None:
+    """Where ``count`` strings starting at ``pos`` end, found with numpy (~15 ms for Gemma's
+    262k tokens, where a walk in Python takes ~65 ms holding the GIL the window needs to
+    paint); None: walk them.
+
+    Tokens are short: the 8-byte length of a string under 256 bytes is one byte and seven
+    zeros, so every such prefix is a run of seven zero bytes after its first. Those runs are
+    the candidates; they are the strings exactly when the first is at ``pos`` and each one's
+    length leads to the next (checked for all of them at once), which is what the walk would
+    find. Anything else (a long or empty string, zeros inside a token, a header past what is
+    read so far) returns None and the caller walks the strings one by one."""
+    import numpy as np
+
+    for limit in (min(end, pos + count * 24), end):  # most tokens are under 16 bytes
+        region = np.frombuffer(buf, dtype=np.uint8, count=limit - pos, offset=pos)
+        n = region.size - 7
+        if n <= 0:
+            return None
+        zeros = region[1 : 1 + n] == 0
+        for k in range(2, 8):
+            zeros &= region[k : k + n] == 0
+        starts = np.flatnonzero(zeros)[:count]
+        if starts.size < count:
+            continue  # more of the buffer, then give up
+        if starts[0] != 0:
+            return None
+        after = starts + 8 + region[starts].astype(np.int64)
+        if not np.array_equal(after[:-1], starts[1:]):
+            return None
+        last = pos + int(after[-1])
+        return last if last <= end else None
+    return None
+
+
 class _Cursor:
     """Reads a header front to back, pulling more of the file in as it goes (never re-reading):
     a first chunk covers most headers; a vocabulary of any size costs one pass."""
@@ -149,6 +187,12 @@ class _Cursor:
         return s
 
     def skip_strings(self, count: int, what: str) -> None:
+        """Step over ``count`` length-prefixed strings (a vocabulary: 262k for Gemma 3)."""
+        if count >= _QUICK_SKIP_MIN:
+            after = _skip_short_strings(self.buf, self.pos, self.end, count)
+            if after is not None:
+                self.pos = after
+                return
         buf, pos, end, length = self.buf, self.pos, self.end, _U64.unpack_from
         for _ in range(count):
             if pos + 8 > end:
