@@ -85,3 +85,54 @@ def test_focus_follows_to_the_new_page(qtbot) -> None:
     assert focus is not None and pages[1].isAncestorOf(focus) or focus is pages[1]
     stack.setCurrentIndex(7)  # no such page: nothing changes
     assert stack.currentIndex() == 1
+
+
+def test_charts_are_painted_one_per_turn_after_the_page(qtbot) -> None:
+    """The page's labels first, then each chart in a turn of its own (the Evaluate page's six
+    charts took one 70-95 ms turn together); switching away lets every chart paint again."""
+    from PySide6.QtWidgets import QGraphicsScene, QGraphicsView
+
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    stack = PageStack()
+    window.setCentralWidget(stack)
+    first = _page("first")
+    charts_page = QWidget()
+    layout = QVBoxLayout(charts_page)
+    label = QLabel("charts")
+    layout.addWidget(label)
+    scenes = [QGraphicsScene() for _ in range(3)]
+    views = [QGraphicsView(scene) for scene in scenes]
+    for view in views:
+        layout.addWidget(view)
+    for page in (first, charts_page):
+        stack.addWidget(page)
+    window.resize(400, 600)
+    window.show()
+    qtbot.waitExposed(window)
+    order: list[object] = []
+    enabled_at_paint: dict[object, list[bool]] = {}
+
+    class _Order(QObject):
+        def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+            if event.type() == QEvent.Type.Paint:
+                order.append(watched)
+                enabled_at_paint.setdefault(watched, [v.updatesEnabled() for v in views])
+            return False
+
+    spy = _Order()
+    label.installEventFilter(spy)
+    for view in views:
+        view.viewport().installEventFilter(spy)
+    stack.setCurrentIndex(1)
+    assert stack.charts_waiting() == 3 and not any(v.updatesEnabled() for v in views)
+    qtbot.waitUntil(lambda: stack.charts_waiting() == 0 and len(set(order)) == 4, timeout=5000)
+    firsts = list(dict.fromkeys(order))
+    assert firsts == [label] + [v.viewport() for v in views]  # the page, then chart by chart
+    assert enabled_at_paint[views[0].viewport()] == [True, False, False]  # alone in its paint
+    assert enabled_at_paint[views[1].viewport()] == [True, True, False]
+    assert all(v.updatesEnabled() for v in views)
+    stack.setCurrentIndex(0)  # away before any chart painted: none stays disabled
+    stack.setCurrentIndex(1)
+    stack.setCurrentIndex(0)
+    assert stack.charts_waiting() == 0 and all(v.updatesEnabled() for v in views)

@@ -1,9 +1,11 @@
-"""The window's pages, one shown at a time, each painted once when it is shown."""
+"""The window's pages, one shown at a time, each painted once when it is shown, its charts one
+per turn of the event loop."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QStackedLayout, QWidget
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import QGraphicsView, QStackedLayout, QWidget
+from shiboken6 import isValid
 
 
 class PageStack(QWidget):
@@ -14,6 +16,12 @@ class PageStack(QWidget):
     area's viewport and contents, a table) was then painted twice in the switch: once on its
     own, once with the page (Fit page: 139 paint events for 81 widgets). Here the layout sizes
     every page (``StackAll``) and a switch shows the new page and hides the old one: one paint.
+
+    A page's charts (pyqtgraph draws them in Python: 10-30 ms each on a software renderer) are
+    painted one per turn of the event loop after the rest of the page, instead of all of them
+    in the switch's one paint: the Evaluate page's six took 70-95 ms of one turn, during which
+    the window answered nothing. A chart waits with its updates disabled (its area shows the
+    page's background) and is enabled on a zero timer, so input and timers run in between.
     """
 
     currentChanged = Signal(int)  # noqa: N815 - QStackedWidget's name
@@ -24,6 +32,11 @@ class PageStack(QWidget):
         self._layout.setStackingMode(QStackedLayout.StackingMode.StackAll)
         self._pages: list[QWidget] = []
         self._current = -1
+        self._waiting: list[QWidget] = []  # charts of the shown page not yet painted
+        self._reveal = QTimer(self)
+        self._reveal.setSingleShot(True)
+        self._reveal.setInterval(0)
+        self._reveal.timeout.connect(self._reveal_next)
 
     def addWidget(self, page: QWidget) -> int:  # noqa: N802 - QStackedWidget's name
         self._layout.addWidget(page)
@@ -53,9 +66,17 @@ class PageStack(QWidget):
         old = self.currentWidget()
         focus = self.window().focusWidget()
         focus_was_on_old = focus is not None and old is not None and old.isAncestorOf(focus)
+        self._reveal_all()  # the last page's waiting charts: hidden now, nothing to paint
+        self._waiting = [
+            v for v in new.findChildren(QGraphicsView) if v.isVisibleTo(new) and v.updatesEnabled()
+        ]
+        for view in self._waiting:
+            view.setUpdatesEnabled(False)
         if old is not None:  # first, as QStackedLayout: hiding a page under the new one
             old.hide()  # painted the new one at once, inside this call
         new.show()  # delivers the page's pending resize events
+        if self._waiting:
+            self._reveal.start()
         new.raise_()
         self._current = index
         if focus_was_on_old:  # as QStackedLayout: the page's own focus widget, else the page
@@ -65,3 +86,23 @@ class PageStack(QWidget):
             else:
                 new.setFocus()
         self.currentChanged.emit(index)
+
+    def charts_waiting(self) -> int:
+        """Charts of the current page not painted yet (0 once the page is whole)."""
+        return len(self._waiting)
+
+    def _reveal_next(self) -> None:
+        while self._waiting:
+            view = self._waiting.pop(0)
+            if isValid(view):
+                view.setUpdatesEnabled(True)  # painted in this turn's paint, alone
+                break
+        if self._waiting:
+            self._reveal.start()
+
+    def _reveal_all(self) -> None:
+        self._reveal.stop()
+        for view in self._waiting:
+            if isValid(view):
+                view.setUpdatesEnabled(True)
+        self._waiting = []
