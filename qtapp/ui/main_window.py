@@ -96,7 +96,10 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.stack, 1)
         self.setCentralWidget(central)
         self.ctx.navigate.connect(self.show_page)
-        self.ctx.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        # made now, not with the first message: a status bar appearing later shrank every page
+        # by its height, and each chart of the shown one was laid out and drawn again
+        status_bar = self.statusBar()
+        self.ctx.status.connect(lambda text: status_bar.showMessage(text, 8000))
         self.ctx.model_changed.connect(
             lambda p: self.setWindowTitle(f"{Path(p).name} — QuantLens {__version__}")
         )

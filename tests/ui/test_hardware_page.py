@@ -136,3 +136,28 @@ def test_polling_does_not_pile_up_objects_and_refresh_restarts_nvml(qtbot) -> No
     qtbot.waitUntil(lambda: nvml.calls.count("nvmlInit") == 2, timeout=5_000)
     close(window)
     assert not nvml.initialised  # NVML released on close
+
+
+def test_the_chart_is_laid_out_for_no_gpu_while_its_page_is_hidden(qtbot) -> None:
+    """The layout follows the first reading, not the chart's first redraw: shown later, the
+    page is painted once at its final size (the memory plot doubled its width in the turn after
+    the page appeared, and was drawn twice)."""
+    probe = HardwareProbe(lambda: nvml_replay.replay(SNAPSHOT, faults="no-driver"))
+    ctx = AppContext()
+    ctx.extras["hardware_probe"] = probe
+    window = MainWindow(ctx)
+    qtbot.addWidget(window)
+    window.show()
+    window.show_page("fit")  # the hardware page stays hidden
+    page = window.pages["hardware"]
+    qtbot.waitUntil(lambda: page.report is not None, timeout=10_000)
+    assert not page.isVisible()
+    chart = page.chart
+    assert not chart.util_plot.isVisibleTo(chart)
+    assert chart.mem_plot.getPlotItem().titleLabel.text == "Host RAM in use"
+    window.show_page("hardware")
+    width = chart.mem_plot.width()
+    assert width > chart.width() * 0.9  # the whole row at once
+    qtbot.waitUntil(lambda: chart.point_count("host") >= 1, timeout=10_000)
+    assert chart.mem_plot.width() == width
+    close(window)

@@ -120,3 +120,21 @@ def test_a_dropped_task_file_becomes_the_evaluate_pages_task_file(qtbot, tmp_pat
     assert not _drop(window, notes)  # refused with a status line, the task file unchanged
     assert controls.task_file.text() == str(tasks)
     window.close()
+
+
+def test_a_status_message_does_not_resize_the_pages(qtbot) -> None:
+    """The status bar is there from the start: one appearing with the first message shrank
+    every page, and each chart of the shown one was laid out and drawn again."""
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.resize(900, 700)
+    window.show()
+    qtbot.waitExposed(window)
+    before = window.stack.size()
+    window.ctx.status.emit("Queued 3 quantizations")
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage() != "", timeout=5000)
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()  # the layout requests the message posted
+    assert window.statusBar().isVisible() and window.stack.size() == before
+    window.close()

@@ -17,6 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QPainter, QPixmap
+from PySide6.QtWidgets import QGraphicsScene
 
 _CACHED = object()  # stands in for pyqtgraph's QPicture while the pixmap is valid
 
@@ -93,3 +94,15 @@ def chart_axes(integer_x: bool = False) -> dict[str, pg.AxisItem]:
     """The axes every chart of the window uses (``PlotWidget(axisItems=...)``)."""
     bottom = IntegerAxis("bottom") if integer_x else PixmapAxis("bottom")
     return {"left": PixmapAxis("left"), "bottom": bottom}  # PlotItem makes the hidden two
+
+
+def chart_widget(background: object = None, integer_x: bool = False) -> pg.PlotWidget:
+    """A plot widget with the window's axes and an unindexed scene.
+
+    Qt indexes a scene's items in a BSP tree by default, and every geometry change of an item
+    (a curve's new point, a resize) queues an index update that asks each changed item for its
+    bounding rect, in Python for pyqtgraph's items. A chart holds a handful of items, so a
+    linear walk (``NoIndex``, Qt's advice for scenes that change all the time) is cheaper."""
+    plot = pg.PlotWidget(background=background, axisItems=chart_axes(integer_x))
+    plot.scene().setItemIndexMethod(QGraphicsScene.ItemIndexMethod.NoIndex)
+    return plot

@@ -21,7 +21,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from qtapp.ui.common.axes import PixmapAxis, chart_axes
+from qtapp.ui.common.axes import PixmapAxis, chart_widget
 from qtapp.ui.common.live_plot_parts import (
     Band,
     light_grid,
@@ -85,7 +85,7 @@ class LivePlot(QWidget):
         #: (a queue of evaluations made dozens of plot items in one slot: a 64 ms stall)
         self._pending: dict[str, tuple[str, str, bool]] = {}
         self._settle = False  # fit the view tightly at the next redraw
-        self.plot = pg.PlotWidget(background=None, axisItems=chart_axes(integer_x))
+        self.plot = chart_widget(None, integer_x)
         self.plot.setMinimumHeight(150)
         item = self.plot.getPlotItem()
         item.setTitle(title, size="10pt")

@@ -4,7 +4,7 @@ per turn of the event loop."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QGraphicsView, QStackedLayout, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QGraphicsView, QStackedLayout, QWidget
 from shiboken6 import isValid
 
 
@@ -17,11 +17,12 @@ class PageStack(QWidget):
     own, once with the page (Fit page: 139 paint events for 81 widgets). Here the layout sizes
     every page (``StackAll``) and a switch shows the new page and hides the old one: one paint.
 
-    A page's charts (pyqtgraph draws them in Python: 10-30 ms each on a software renderer) are
-    painted one per turn of the event loop after the rest of the page, instead of all of them
-    in the switch's one paint: the Evaluate page's six took 70-95 ms of one turn, during which
-    the window answered nothing. A chart waits with its updates disabled (its area shows the
-    page's background) and is enabled on a zero timer, so input and timers run in between.
+    A page's tables and charts (pyqtgraph draws in Python: 10-30 ms a chart on a software
+    renderer; the Fit table's text 10-25 ms) are painted one per turn of the event loop after
+    the rest of the page, instead of all of them in the switch's one paint: the Evaluate page's
+    six charts took 70-95 ms of one turn, during which the window answered nothing. Each waits
+    with its updates disabled (its area shows the page's background) and is enabled on a zero
+    timer, so input and timers run in between.
     """
 
     currentChanged = Signal(int)  # noqa: N815 - QStackedWidget's name
@@ -32,7 +33,7 @@ class PageStack(QWidget):
         self._layout.setStackingMode(QStackedLayout.StackingMode.StackAll)
         self._pages: list[QWidget] = []
         self._current = -1
-        self._waiting: list[QWidget] = []  # charts of the shown page not yet painted
+        self._waiting: list[QWidget] = []  # tables and charts of the shown page not painted yet
         self._reveal = QTimer(self)
         self._reveal.setSingleShot(True)
         self._reveal.setInterval(0)
@@ -66,9 +67,12 @@ class PageStack(QWidget):
         old = self.currentWidget()
         focus = self.window().focusWidget()
         focus_was_on_old = focus is not None and old is not None and old.isAncestorOf(focus)
-        self._reveal_all()  # the last page's waiting charts: hidden now, nothing to paint
+        self._reveal_all()  # the last page's waiting views: hidden now, nothing to paint
         self._waiting = [
-            v for v in new.findChildren(QGraphicsView) if v.isVisibleTo(new) and v.updatesEnabled()
+            v
+            for kind in (QAbstractItemView, QGraphicsView)  # tables first, then charts
+            for v in new.findChildren(kind)
+            if v.isVisibleTo(new) and v.updatesEnabled()
         ]
         for view in self._waiting:
             view.setUpdatesEnabled(False)
@@ -88,7 +92,7 @@ class PageStack(QWidget):
         self.currentChanged.emit(index)
 
     def charts_waiting(self) -> int:
-        """Charts of the current page not painted yet (0 once the page is whole)."""
+        """Tables and charts of the current page not painted yet (0 once the page is whole)."""
         return len(self._waiting)
 
     def _reveal_next(self) -> None:

@@ -15,7 +15,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from qtapp.core.hardware.probe import GIB, HardwareReport
-from qtapp.ui.common.axes import chart_axes
+from qtapp.ui.common.axes import chart_widget
 from qtapp.ui.common.live_plot_parts import light_grid
 
 PALETTE = ["#2f7de1", "#e8590c", "#2b8a3e", "#9c36b5", "#c92a2a", "#0b7285", "#e67700", "#5c940d"]
@@ -74,7 +74,7 @@ class UsageChart(QWidget):
 
     @staticmethod
     def _make_plot(title: str, unit: str, background: object, foreground: str) -> pg.PlotWidget:
-        plot = pg.PlotWidget(background=background, axisItems=chart_axes())
+        plot = chart_widget(background)
         plot.setTitle(title, color=foreground, size="10.5pt")
         plot.setLabel("left", unit, color=foreground)
         plot.setLabel("bottom", "time", units="s", color=foreground)
@@ -126,6 +126,19 @@ class UsageChart(QWidget):
             series.append(x, (host.ram_total_bytes - host.ram_available_bytes) / GIB, None)
             self._mem_ceiling = max(self._mem_ceiling, host.ram_total_bytes / GIB)
         self._dirty = True
+        self._arrange()
+
+    def _arrange(self) -> None:
+        """Which plots show and what the first is called: set when a reading comes in, also
+        while the page is hidden, so the page is laid out before it is shown (set at its first
+        redraw, the memory plot doubled in width and was drawn twice in the turn after the
+        page appeared)."""
+        has_gpus = bool(self.util_curves)
+        if self.util_plot.isVisibleTo(self) != has_gpus:
+            self.util_plot.setVisible(has_gpus)  # no GPU: nothing to show there
+        title = "VRAM in use" if has_gpus else "Host RAM in use"
+        if self.mem_plot.getPlotItem().titleLabel.text != title:
+            self.mem_plot.setTitle(title, color=self._foreground, size="10.5pt")
 
     def redraw(self) -> None:
         if not self._dirty or not self.isVisible():
@@ -135,10 +148,6 @@ class UsageChart(QWidget):
             self.mem_curves[key].setData(series.xs, series.mem, connect="finite")
             if key in self.util_curves:
                 self.util_curves[key].setData(series.xs, series.util, connect="finite")
-        has_gpus = bool(self.util_curves)
-        self.util_plot.setVisible(has_gpus)  # no GPU: nothing to show there
-        title = "VRAM in use" if has_gpus else "Host RAM in use"
-        self.mem_plot.setTitle(title, color=self._foreground, size="10.5pt")
         if self._mem_ceiling:
             self.mem_plot.setYRange(0, self._mem_ceiling, padding=0.05)
         self._follow_time()
