@@ -99,3 +99,27 @@ def test_cancel_keeps_the_measured_depth_points(page, qtbot, tiny_model: Path) -
     run = ResultsStore.open().list_runs(kind="eval")[0]
     assert run.state == "partial"
     assert [p.x for p in SpeedCurve.from_json(run.metrics["speed_curve"]).points][:2] == [0, 256]
+
+
+@pytest.mark.timeout(60)
+def test_the_note_has_room_for_three_runs_so_the_charts_keep_their_size(qtbot) -> None:
+    """A line more in the note for each run used to shrink both charts (drawn again each)."""
+    from PySide6.QtWidgets import QApplication
+
+    from qtapp.ui.evaluate.speed_charts import NOTE_LINES, SpeedCurves
+
+    curves = SpeedCurves()
+    qtbot.addWidget(curves)
+    curves.resize(700, 420)
+    curves.show()
+    qtbot.waitExposed(curves)
+    height = curves.pp_plot.height()
+    curves.note.setText(
+        "<br>".join(f"run {i}: tg within 3% of the prediction" for i in range(NOTE_LINES))
+    )
+    QApplication.processEvents()
+    assert curves.pp_plot.height() == height and curves.tg_plot.height() == height
+    curves.note.setText("<br>".join(f"run {i}" for i in range(NOTE_LINES + 3)))
+    curves._reserve_note_lines(NOTE_LINES + 3)  # more runs than that: the note grows once
+    QApplication.processEvents()
+    assert curves.pp_plot.height() < height

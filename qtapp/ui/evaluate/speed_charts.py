@@ -22,6 +22,10 @@ from qtapp.ui.common.live_plot import LivePlot
 DEPTH_AXIS = "tokens already in the context (depth)"
 
 
+#: lines the note under the speed charts has room for from the start (three runs and the legend)
+NOTE_LINES = 4
+
+
 class SpeedCurves(QWidget):
     """Two live charts (pp, tg) against depth, and a note on the predictions' error."""
 
@@ -39,6 +43,7 @@ class SpeedCurves(QWidget):
         self.note.setWordWrap(True)
         self.note.setTextFormat(Qt.TextFormat.RichText)
         self.note.setStyleSheet("color:#444")
+        self._reserve_note_lines(NOTE_LINES)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.pp_plot)
         self.splitter.addWidget(self.tg_plot)
@@ -120,7 +125,15 @@ class SpeedCurves(QWidget):
                 dot = f"<span style='color:{self._colors[key]}'>●</span>"
                 lines.append(f"{dot} {label}: {'; '.join(parts)}")
         legend = "Band: ± sd of the repetitions; dashed: the planner's prediction."
+        self._reserve_note_lines(len(lines) + 1)
         self.note.setText("<br>".join([*lines, f"<span style='color:#777'>{legend}</span>"]))
+
+    def _reserve_note_lines(self, lines: int) -> None:
+        """Room for the note's lines from the start: a line more for each run that got its first
+        speed shrank both charts, and each was laid out and drawn again in that turn."""
+        height = lines * self.note.fontMetrics().lineSpacing() + 4
+        if height > self.note.minimumHeight():
+            self.note.setMinimumHeight(height)
 
     def clear(self) -> None:
         for p in self.plots():
