@@ -62,11 +62,12 @@ def test_sorting_by_size_is_numeric(page: Page) -> None:
     assert sizes == sorted(sizes) and sizes[0] < 0.2 < sizes[-1]
 
 
-def test_budget_line_fits_column_and_recommendations(page: Page) -> None:
+def test_budget_line_fits_column_and_recommendations(page: Page, qtbot) -> None:
     page.budget_edit.setText("1.5GiB")
     page.budget_edit.editingFinished.emit()
     assert "0.5 GiB usable" in page.budget_note.text()
-    assert page.quality_chart.budget_line.value() == pytest.approx(0.5)
+    # the chart is drawn in the turn after the table and the texts
+    qtbot.waitUntil(lambda: page.quality_chart.budget_line.value() == pytest.approx(0.5))
     text = page.recommendations.text()
     assert "Gemma 3 1b: Q3_K_M" in text and "Gemma 3 270m: F16" in text
     fits = {r.label: r.fits for r in page.rows if r.model == "Gemma 3 270m"}
@@ -86,9 +87,9 @@ def test_budget_from_detected_gpus() -> None:
     assert detected_budget(None, GIB) is None
 
 
-def test_quality_metric_switch_and_curves_of_selected_runs(page: Page) -> None:
+def test_quality_metric_switch_and_curves_of_selected_runs(page: Page, qtbot) -> None:
     page.metric_box.setCurrentIndex(page.metric_box.findData("ppl"))
-    assert "PPL" in page.quality_chart.plotItem.titleLabel.text
+    qtbot.waitUntil(lambda: "PPL" in page.quality_chart.plotItem.titleLabel.text)
     ids = [r.run_id for r in page.rows if r.label in ("Q8_0", "Q2_K")]
     page.table.select_runs(ids)
     assert page.series_box.count() == 0  # charts on hidden tabs are drawn when shown
@@ -176,11 +177,11 @@ def test_pyside_keeps_references_to_none_and_true(qtbot) -> None:
     assert sys.getrefcount(True) >= true_before - 10
 
 
-def test_detected_gpus_set_the_budget_until_a_what_if_is_typed(page: Page) -> None:
+def test_detected_gpus_set_the_budget_until_a_what_if_is_typed(page: Page, qtbot) -> None:
     gpu = SimpleNamespace(free_bytes=2 * GIB)
     page.ctx.set_hardware(SimpleNamespace(gpus=(gpu,)))
     assert "this PC (1x2GiB free)" in page.budget_note.text()  # 1 GiB usable after the margin
-    assert page.quality_chart.budget_line.value() == pytest.approx(1.0)
+    qtbot.waitUntil(lambda: page.quality_chart.budget_line.value() == pytest.approx(1.0))
     page.budget_edit.setText("2x48GiB")
     page.budget_edit.editingFinished.emit()
     page.ctx.set_hardware(SimpleNamespace(gpus=(SimpleNamespace(free_bytes=8 * GIB),)))
@@ -195,7 +196,7 @@ def test_quality_chart_uses_ppl_when_nothing_has_kld(qtbot) -> None:
     qtbot.addWidget(p)
     p.show()
     assert p.metric_box.currentData() == "ppl"
-    assert "PPL" in p.quality_chart.plotItem.titleLabel.text
+    qtbot.waitUntil(lambda: "PPL" in p.quality_chart.plotItem.titleLabel.text)
     with ResultsStore.open() as store:  # a KLD arrives: the chart follows, until the user picks
         run = store.begin_run("eval", "/m/tiny-Q2_K.gguf", "Q2_K")
         store.finish_run(run, "finished", {"ppl": 14.0, "kld_mean": 0.2, "bytes": 2 * GIB})
