@@ -102,17 +102,13 @@ def test_cancel_keeps_the_measured_depth_points(page, qtbot, tiny_model: Path) -
 
 
 @pytest.mark.timeout(60)
-def test_the_note_has_room_for_three_runs_so_the_charts_keep_their_size(qtbot) -> None:
+def test_the_note_has_room_for_three_runs_so_the_charts_keep_their_size(shown) -> None:
     """A line more in the note for each run used to shrink both charts (drawn again each)."""
     from PySide6.QtWidgets import QApplication
 
     from qtapp.ui.evaluate.speed_charts import NOTE_LINES, SpeedCurves
 
-    curves = SpeedCurves()
-    qtbot.addWidget(curves)
-    curves.resize(700, 420)
-    curves.show()
-    qtbot.waitExposed(curves)
+    curves = shown(SpeedCurves(), 700, 420)
     height = curves.pp_plot.height()
     curves.note.setText(
         "<br>".join(f"run {i}: tg within 3% of the prediction" for i in range(NOTE_LINES))

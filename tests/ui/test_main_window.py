@@ -122,14 +122,10 @@ def test_a_dropped_task_file_becomes_the_evaluate_pages_task_file(qtbot, tmp_pat
     window.close()
 
 
-def test_a_status_message_does_not_resize_the_pages(qtbot) -> None:
+def test_a_status_message_does_not_resize_the_pages(qtbot, shown) -> None:
     """The status bar is there from the start: one appearing with the first message shrank
     every page, and each chart of the shown one was laid out and drawn again."""
-    window = MainWindow()
-    qtbot.addWidget(window)
-    window.resize(900, 700)
-    window.show()
-    qtbot.waitExposed(window)
+    window = shown(MainWindow(), 900, 700)
     before = window.stack.size()
     window.ctx.status.emit("Queued 3 quantizations")
     qtbot.waitUntil(lambda: window.statusBar().currentMessage() != "", timeout=5000)
