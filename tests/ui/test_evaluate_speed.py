@@ -102,20 +102,28 @@ def test_cancel_keeps_the_measured_depth_points(page, qtbot, tiny_model: Path) -
 
 
 @pytest.mark.timeout(60)
-def test_the_note_has_room_for_three_runs_so_the_charts_keep_their_size(shown) -> None:
-    """A line more in the note for each run used to shrink both charts (drawn again each)."""
+def test_the_note_has_room_for_its_runs_so_the_charts_keep_their_size(shown) -> None:
+    """The note under the charts makes room for a run's errors when the run is queued: a line
+    more as each run's first speed came in shrank both charts (drawn again each time)."""
     from PySide6.QtWidgets import QApplication
 
-    from qtapp.ui.evaluate.speed_charts import NOTE_LINES, SpeedCurves
+    from qtapp.ui.evaluate.speed_charts import SpeedCurves
 
-    curves = shown(SpeedCurves(), 700, 420)
+    curves = shown(SpeedCurves(), 1000, 520)
+    for i in range(3):  # the demo's three quants, queued together
+        curves.add_run(f"run{i}", f"gemma-3-270m-Q{i}", "#1f77b4")
+    QApplication.processEvents()
     height = curves.pp_plot.height()
-    curves.note.setText(
-        "<br>".join(f"run {i}: tg within 3% of the prediction" for i in range(NOTE_LINES))
-    )
-    QApplication.processEvents()
-    assert curves.pp_plot.height() == height and curves.tg_plot.height() == height
-    curves.note.setText("<br>".join(f"run {i}" for i in range(NOTE_LINES + 3)))
-    curves._reserve_note_lines(NOTE_LINES + 3)  # more runs than that: the note grows once
-    QApplication.processEvents()
-    assert curves.pp_plot.height() < height
+    line = "tg predicted 44% high at 0, 58% high at 512, 56% high at 1,024; pp predicted 18% low"
+    for n in (1, 2, 3):  # each run's line of errors (two lines wrapped), as its speeds arrive
+        runs = [
+            f"● gemma-3-270m-Q{i}: {line} at 0, 9% high at 512, 2% high at 1,024" for i in range(n)
+        ]
+        curves.note.setText("<br>".join([*runs, "Band: ± sd of the repetitions."]))
+        QApplication.processEvents()
+        lines = (
+            curves.note.heightForWidth(curves.note.width())
+            // curves.note.fontMetrics().lineSpacing()
+        )
+        assert lines >= 2 * n  # wrapped, as at the window's usual width
+        assert curves.pp_plot.height() == height and curves.tg_plot.height() == height

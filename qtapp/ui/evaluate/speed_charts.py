@@ -22,7 +22,7 @@ from qtapp.ui.common.live_plot import LivePlot
 DEPTH_AXIS = "tokens already in the context (depth)"
 
 
-#: lines the note under the speed charts has room for from the start (three runs and the legend)
+#: lines the note under the speed charts has room for from the start
 NOTE_LINES = 4
 
 
@@ -68,6 +68,9 @@ class SpeedCurves(QWidget):
         self._measured[key] = {"pp": [], "tg": []}
         self.pp_plot.add_run(key, label, color)
         self.tg_plot.add_run(key, label, color)
+        # room for its line of errors (two lines wrapped at the usual width) now, as it is
+        # queued, not when its first speed comes in
+        self._reserve_note_lines(2 * len(self._labels) + 1)
 
     def predict(self, key: str, model: Path, params: dict[str, Any], hardware: Any) -> None:
         """Plan the run's depths in the background; draw the predicted curves when ready."""
@@ -125,12 +128,11 @@ class SpeedCurves(QWidget):
                 dot = f"<span style='color:{self._colors[key]}'>●</span>"
                 lines.append(f"{dot} {label}: {'; '.join(parts)}")
         legend = "Band: ± sd of the repetitions; dashed: the planner's prediction."
-        self._reserve_note_lines(len(lines) + 1)
         self.note.setText("<br>".join([*lines, f"<span style='color:#777'>{legend}</span>"]))
 
     def _reserve_note_lines(self, lines: int) -> None:
-        """Room for the note's lines from the start: a line more for each run that got its first
-        speed shrank both charts, and each was laid out and drawn again in that turn."""
+        """Room for the note's lines before they come: a line more for each run that got its
+        first speed shrank both charts, and each was laid out and drawn again in that turn."""
         height = lines * self.note.fontMetrics().lineSpacing() + 4
         if height > self.note.minimumHeight():
             self.note.setMinimumHeight(height)
