@@ -56,3 +56,23 @@ def test_a_visible_chart_leaves_its_axes_to_the_paint(qtbot) -> None:
         lambda: all(a._pixmap is not None and a.picture is not None for a in _axes(plot)),
         timeout=10_000,
     )
+
+
+def test_a_range_step_keeps_the_axis_label_unless_its_prefix_changes(shown) -> None:
+    """pyqtgraph set each axis label's HTML again at every range change (a text layout and a
+    size request per step of a live chart); only a new SI prefix changes the label now."""
+    from qtapp.ui.common.axes import chart_widget
+
+    plot = shown(chart_widget(), 400, 300)
+    item = plot.getPlotItem()
+    item.setLabel("left", "size", units="B")
+    left = item.getAxis("left")
+    assert isinstance(left, PixmapAxis)
+    labels: list[str] = []
+    real = left.label.setHtml
+    left.label.setHtml = lambda html: (labels.append(html), real(html))[1]  # type: ignore[method-assign]
+    item.setYRange(0, 500, padding=0)
+    item.setYRange(0, 700, padding=0)
+    assert labels == [] and left.picture is None  # the ticks are drawn again, the label kept
+    item.setYRange(0, 5e6, padding=0)
+    assert len(labels) == 1 and "MB" in labels[0]

@@ -44,6 +44,24 @@ class PixmapAxis(pg.AxisItem):
             self.picture = _CACHED
         p.drawPixmap(rect.topLeft(), self._pixmap)
 
+    def updateAutoSIPrefix(self) -> None:  # noqa: N802 - pyqtgraph API
+        """pyqtgraph's, without setting the label's HTML again when the prefix stays the same.
+
+        It runs at every range change (each step of a live chart), and the label's
+        ``setHtml`` lays out a text document and asks the layout for a new axis size."""
+        scale, prefix = 1.0, ""
+        if self.label.isVisible():
+            low, high = 10 ** np.array(self.range) if self.logMode else self.range
+            value = max(abs(low), abs(high)) * self.scale
+            if any(lo <= value <= hi for lo, hi in self.getSIPrefixEnableRanges()):
+                scale, prefix = pg.siScale(value, power=self.unitPower)
+        if (scale, prefix) == (self.autoSIPrefixScale, self.labelUnitPrefix):
+            self.picture = None  # the ticks still move
+            self.update()
+            return
+        self.autoSIPrefixScale, self.labelUnitPrefix = scale, prefix
+        self._updateLabel()
+
     def prepare(self) -> None:
         """Draw the pixmap now if pyqtgraph dropped it: for a chart on a hidden page, whose
         first paint would otherwise come with the page's, together with every other chart's."""

@@ -21,10 +21,11 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from qtapp.ui.common.axes import PixmapAxis, chart_widget
+from qtapp.ui.common.axes import chart_widget
 from qtapp.ui.common.live_plot_parts import (
     Band,
     light_grid,
+    prepare_paint,
     redraw_queue,
     remove_from_queue,
 )
@@ -249,17 +250,7 @@ class LivePlot(QWidget):
             self._follow_data(force=self._settle, headroom=0.03 if self._settle else 0.3)
         self._settle = False
         if not self.isVisible():
-            self._prepare_paint()
-
-    def _prepare_paint(self) -> None:
-        """What this chart's next paint would compute first: pyqtgraph's pending auto range
-        and the axes' pixmaps (one chart per redraw tick, not all at the page's show)."""
-        item = self.plot.getPlotItem()
-        item.vb.prepareForPaint()
-        for name in ("left", "bottom"):
-            axis = item.getAxis(name)
-            if isinstance(axis, PixmapAxis):
-                axis.prepare()
+            prepare_paint(self.plot.getPlotItem())
 
     # -- view range ------------------------------------------------------------------------
     def _bounds(self) -> tuple[float, float, float, float] | None:

@@ -11,6 +11,8 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QApplication
 
+from qtapp.ui.common.axes import PixmapAxis
+
 
 class Band(pg.FillBetweenItem):
     """The uncertainty band: a translucent fill, drawn without antialiasing (cheaper, and its
@@ -85,3 +87,17 @@ def light_grid(item: Any, alpha: float) -> Any:
     grid.setZValue(-100)
     item.addItem(grid, ignoreBounds=True)
     return grid
+
+
+def prepare_paint(item: Any) -> None:
+    """What a hidden chart's next paint would compute first: pyqtgraph's pending auto range, the
+    axes' pixmaps and the grid's picture (one chart per redraw tick while its page is hidden,
+    not every chart in the turn its page is shown)."""
+    item.vb.prepareForPaint()
+    for name in ("left", "bottom"):
+        axis = item.getAxis(name)
+        if isinstance(axis, PixmapAxis):
+            axis.prepare()
+    for child in item.vb.addedItems:
+        if isinstance(child, pg.GridItem) and child.picture is None:
+            child.generatePicture()
