@@ -6,7 +6,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QApplication
 
 from qtapp.core.hardware import nvml_replay
 from qtapp.core.hardware.llama_build import CUDA_INSTALL_COMMAND, LlamaBuild, store_build
@@ -156,19 +155,9 @@ def test_the_chart_is_laid_out_for_no_gpu_while_its_page_is_hidden(qtbot) -> Non
     chart = page.chart
     assert not chart.util_plot.isVisibleTo(chart)
     assert chart.mem_plot.getPlotItem().titleLabel.text == "Host RAM in use"
-    item = chart.mem_plot.getPlotItem()
-    axes = [item.getAxis("left"), item.getAxis("bottom")]
-    # its curve, axes and grid are drawn while hidden, so the page's first paint only blits
-    qtbot.waitUntil(lambda: chart.point_count("host") >= 1, timeout=10_000)
-    qtbot.waitUntil(lambda: all(a._pixmap is not None for a in axes), timeout=10_000)
-    drawn: list[object] = []
-    for axis in axes:
-        real = axis._draw
-        axis._draw = lambda *a, _real=real, _axis=axis: (drawn.append(_axis), _real(*a))[1]
     window.show_page("hardware")
     width = chart.mem_plot.width()
     assert width > chart.width() * 0.9  # the whole row at once
-    qtbot.waitUntil(lambda: window.stack.charts_waiting() == 0, timeout=5_000)
-    QApplication.processEvents()
-    assert chart.mem_plot.width() == width and drawn == []
+    qtbot.waitUntil(lambda: chart.point_count("host") >= 1, timeout=10_000)
+    assert chart.mem_plot.width() == width
     close(window)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
-from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from qtapp.core.hardware.probe import GIB, HardwareReport
@@ -24,8 +23,6 @@ PALETTE = ["#2f7de1", "#e8590c", "#2b8a3e", "#9c36b5", "#c92a2a", "#0b7285", "#e
 HISTORY = 600
 #: the time axis moves in steps of this many seconds
 TIME_STEP = 30.0
-#: seconds between two redraws of the chart while its page is hidden
-HIDDEN_REDRAW_S = 10.0
 
 
 @dataclass
@@ -71,8 +68,6 @@ class UsageChart(QWidget):
         self._dirty = False
         self._timer = QTimer(self)
         self._window: tuple[float, float] | None = None
-        self._next_hidden_redraw = 0.0
-        self._scratch = QPixmap(1, 1)
         self._timer.setInterval(redraw_ms)
         self._timer.timeout.connect(self.redraw)
         self._timer.start()
@@ -146,11 +141,8 @@ class UsageChart(QWidget):
             self.mem_plot.setTitle(title, color=self._foreground, size="10.5pt")
 
     def redraw(self) -> None:
-        if not self._dirty:
-            return
-        hidden = not self.isVisible()
-        if hidden and self._window is not None and time.monotonic() < self._next_hidden_redraw:
-            return  # hidden: its curves every 10 s, enough for the first paint to find them ready
+        if not self._dirty or not self.isVisible():
+            return  # a hidden chart keeps its samples and draws them when it is shown again
         self._dirty = False
         for key, series in self._series.items():
             self.mem_curves[key].setData(series.xs, series.mem, connect="finite")
@@ -159,21 +151,6 @@ class UsageChart(QWidget):
         if self._mem_ceiling:
             self.mem_plot.setYRange(0, self._mem_ceiling, padding=0.05)
         self._follow_time()
-        if hidden:
-            self._next_hidden_redraw = time.monotonic() + HIDDEN_REDRAW_S
-            self._prepare_hidden()
-
-    def _prepare_hidden(self) -> None:
-        """Lay the hidden chart out and run its paint code into a one-pixel pixmap: the
-        plots get their final size (Qt lays out a hidden widget only when it is shown) and
-        their axes' and grid's pictures are drawn, so the page's first paint only blits them
-        (the memory plot's first paint at the demo tour's start: 100 ms with two busy cores)."""
-        layout = self.layout()
-        if layout is not None:
-            layout.activate()
-        for plot in (self.mem_plot, self.util_plot):
-            if plot.isVisibleTo(self):
-                QWidget.render(plot, self._scratch)  # QWidget.render: GraphicsView shadows it
 
     def _follow_time(self) -> None:
         """Move the time axis in 30 s steps, not every second: each move regenerates the axes'
