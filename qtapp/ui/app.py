@@ -41,6 +41,9 @@ def create_app() -> object:
     from qtapp.ui.common import gc_guard
 
     gc_guard.install(app)
+    from qtapp.core.jobs.job import start_jobs_for_a_window
+
+    start_jobs_for_a_window()  # jobs started by core code too (dry runs, quantizations)
     from qtapp.ui.common import threads
 
     threads.warm_up()  # the threads of background calls and jobs, started before the window shows

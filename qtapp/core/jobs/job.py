@@ -94,13 +94,33 @@ DEFAULT_CRASH_HINT = (
 )
 
 
-#: the child lowers its own priority by this much when the window started it (POSIX)
-NICE_ENV = "QUANTLENS_WORKER_NICE"
-WINDOW_JOB_NICENESS = 5
+#: a job the window started runs this much nicer than the window (POSIX). In the window's own
+#: session (Job.start) that weighs it against the window's threads only, not other programs.
+WINDOW_JOB_NICENESS = 19
+
+_window_process = False
+
+
+def start_jobs_for_a_window(on: bool = True) -> None:
+    """Every job this process starts from now on yields the CPU to it (``Job.yield_to_window``),
+    whichever thread or module starts it: the window's dry runs and quantizations come from
+    core code that the CLI shares."""
+    global _window_process
+    _window_process = on
 
 
 def crash_hint(kind: str) -> str:
     return CRASH_HINTS.get(kind, DEFAULT_CRASH_HINT)
+
+
+def _lower_priority(pid: int) -> None:
+    """Nice the child from here, as soon as it exists: its own Python start-up (50 ms of CPU)
+    then already yields to the window. Its threads (llama.cpp's) inherit the value."""
+    try:
+        niceness = min(19, os.getpriority(os.PRIO_PROCESS, 0) + WINDOW_JOB_NICENESS)
+        os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    except OSError as exc:  # the child already gone (the reader reports why), or not allowed
+        log.debug("could not lower job %s's priority: %s", pid, exc)
 
 
 class Job:
@@ -111,13 +131,17 @@ class Job:
     """
 
     def __init__(
-        self, spec: JobSpec, env: dict[str, str] | None = None, yield_to_window: bool = False
+        self,
+        spec: JobSpec,
+        env: dict[str, str] | None = None,
+        yield_to_window: bool | None = None,
     ) -> None:
         self.spec = spec
         self._env = env
         #: the window's jobs run at a lower priority: llama.cpp keeps every core busy, and the
         #: GUI thread must still get the CPU within a frame. On an idle machine nothing changes.
-        self.yield_to_window = yield_to_window
+        #: None: as set for this process (start_jobs_for_a_window).
+        self.yield_to_window = _window_process if yield_to_window is None else yield_to_window
         self._proc: subprocess.Popen[bytes] | None = None
         self._queue: queue.Queue[object] = queue.Queue()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -139,9 +163,13 @@ class Job:
                 flags |= subprocess.BELOW_NORMAL_PRIORITY_CLASS  # type: ignore[attr-defined]
             kwargs["creationflags"] = flags
         else:
-            kwargs["start_new_session"] = True
-            if self.yield_to_window:
-                env[NICE_ENV] = str(WINDOW_JOB_NICENESS)
+            # A process group of its own (cancel signals the group), in the window's session:
+            # with Linux's autogroup scheduling the CPU is shared between sessions first, so a
+            # session per child would give every job the window's own share, however niced.
+            if sys.version_info >= (3, 11):
+                kwargs["process_group"] = 0
+            else:  # pragma: no cover - Python 3.10
+                kwargs["start_new_session"] = True
         self._proc = subprocess.Popen(
             worker_command(),
             stdin=subprocess.PIPE,
@@ -150,6 +178,8 @@ class Job:
             env=env,
             **kwargs,
         )
+        if self.yield_to_window and hasattr(os, "setpriority"):
+            _lower_priority(self._proc.pid)
         self.started_at = time.monotonic()
         assert self._proc.stdin is not None
         try:

@@ -64,34 +64,7 @@ def _read_spec_line() -> str:
     return data.decode("utf-8", "replace")
 
 
-def _lower_priority() -> None:
-    """Yield the CPU to the window that started this job (see Job.yield_to_window), and keep
-    the priority of a ``nice quantlens ...`` for its workers.
-
-    On Linux with autogroup scheduling (most desktops), the CPU is shared between sessions
-    first and a nice value only counts inside its session. This child is a session of its own
-    (``start_new_session``), so its nice value alone changed nothing against other programs:
-    the session's own nice value (``/proc/self/autogroup``) is set to it too."""
-    if not hasattr(os, "nice"):
-        return
-    niceness = os.environ.get("QUANTLENS_WORKER_NICE")
-    if niceness:
-        try:
-            os.nice(int(niceness))
-        except (OSError, ValueError) as exc:
-            print(f"could not lower the worker's priority: {exc}", file=sys.stderr)
-    current = os.nice(0)  # inherited from the parent, plus the window's share above
-    autogroup = "/proc/self/autogroup"
-    if current > 0 and os.path.exists(autogroup):
-        try:
-            with open(autogroup, "w", encoding="ascii") as fh:
-                fh.write(str(min(19, current)))
-        except OSError as exc:  # an old kernel or a locked-down container: nice alone
-            print(f"could not lower the worker's session priority: {exc}", file=sys.stderr)
-
-
 def main() -> int:
-    _lower_priority()
     out = _event_stream()
 
     def emit(event: Event) -> None:
