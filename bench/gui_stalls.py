@@ -5,9 +5,9 @@
 Opens the real main window offscreen (create_app(), so the theme and the GUI-thread garbage
 collector are the app's own), starts `--busy` processes that spin on the CPU (2 = every core of
 this project's machine busy besides the jobs; each in a session of its own, as other programs
-are, or with `--same-session` inside the window's), and walks the demo tour as a user would: the
-Welcome page's demo button (the meter starts once the window's first paint is done), hardware,
-fit, quantize (F16 base, then Q8_0, Q4_K_M, Q2_K), evaluate
+are, or with `--same-session` inside the window's), and walks the demo tour as a user would, a
+second between two clicks: the Welcome page's demo button (the meter starts once the window's
+first paint is done), hardware, fit, quantize (F16 base, then Q8_0, Q4_K_M, Q2_K), evaluate
 the three quants against the base with live curves and speed, compare. A 10 ms QTimer ticks on
 the GUI thread from the first page to the Compare page: the longest gap between two ticks is the
 longest stall. `--trace` prints the GUI thread's stack whenever it is more than 40 ms late.
@@ -163,6 +163,12 @@ def main() -> int:
             loop.exec()
         poll.stop()
 
+    def read_page(seconds: float = 1.0) -> None:
+        """A user looks at the page before the next click: two clicks are never one turn."""
+        loop = QEventLoop()
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+
     try:
         welcome = win.pages["welcome"]
         welcome.demo_button.click()
@@ -171,6 +177,7 @@ def main() -> int:
         evaluate = win.pages["evaluate"]
         wait_for(lambda: win.pages["fit"].plan is not None, 120, "the fit plan")
         tour.next()  # fit
+        read_page()
         tour.next()  # quantize: queues the F16 base, then the three quants
         wait_for(lambda: tour.second_batch_queued, 300, "the F16 base")
         tour.next()  # evaluate: starts when the quants exist
