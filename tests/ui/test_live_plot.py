@@ -76,3 +76,31 @@ def test_a_range_step_keeps_the_axis_label_unless_its_prefix_changes(shown) -> N
     assert labels == [] and left.picture is None  # the ticks are drawn again, the label kept
     item.setYRange(0, 5e6, padding=0)
     assert len(labels) == 1 and "MB" in labels[0]
+
+
+@pytest.mark.parametrize(
+    ("x_range", "y_range"), [((0, 600), (0, 24)), ((3.5, 9.25), (-0.002, 0.31))]
+)
+def test_the_light_grid_draws_pyqtgraphs_grid(shown, x_range, y_range) -> None:
+    """The same lines in the same colours as pyqtgraph's GridItem, drawn in one call a level."""
+    import pyqtgraph as pg
+    from PySide6.QtGui import QColor
+
+    from qtapp.ui.common.live_plot_parts import LightGrid
+
+    images = []
+    for kind in (pg.GridItem, LightGrid):
+        plot = shown(pg.PlotWidget(background="w"), 700, 300)
+        plot.hideAxis("left")
+        plot.hideAxis("bottom")
+        plot.setRange(xRange=x_range, yRange=y_range, padding=0)
+        plot.addItem(kind(pen=pg.mkPen(QColor(40, 40, 40, 60)), textPen=None), ignoreBounds=True)
+        images.append(plot.grab().toImage())
+    ours, theirs = images[1], images[0]
+    assert ours.size() == theirs.size()
+    background = QColor("white").rgb()
+    grid_pixels = sum(
+        theirs.pixel(x, y) != background for x in range(0, ours.width(), 3) for y in (150,)
+    )
+    assert grid_pixels > 5  # the grid is there to compare
+    assert ours == theirs
