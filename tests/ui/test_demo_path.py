@@ -45,6 +45,7 @@ def test_tour_walks_every_page(qtbot, window: MainWindow, tiny_model: Path) -> N
         qtbot.mouseClick(tour.panel.next_button, Qt.MouseButton.LeftButton)
         visited.append(window.current_page_key())
         step = TOUR_STEPS[tour.index]
+        qtbot.waitUntil(lambda: not tour.actions_pending(), timeout=10_000)
         if step.action == "quantize":
             if getattr(window.pages["quantize"], "queue", None) is None:
                 assert "cannot take jobs" in tour.note
@@ -90,6 +91,8 @@ def test_tour_chains_quantize_then_evaluate(qtbot, window: MainWindow, tiny_mode
     tour = _start(qtbot, window)
     while TOUR_STEPS[tour.index].action != "quantize":
         tour.next()
+    assert tour.actions_pending() and not quant.calls  # not in the turn of the page switch
+    qtbot.waitUntil(lambda: not tour.actions_pending(), timeout=10_000)  # after the page's paint
     # first the F16 base from the demo model, then the three types from that base
     assert quant.calls[0][:2] == (tiny_model, ["F16"]) and quant.calls[0][3] is True
     f16 = quant.calls[1][0]
@@ -97,12 +100,14 @@ def test_tour_chains_quantize_then_evaluate(qtbot, window: MainWindow, tiny_mode
     assert quant.calls[1][1] == list(DEMO_TYPES)
     assert tour.note.startswith("Done:")  # the quants are there: say so
     tour.next()  # evaluate: the quants exist, so it queues at once
+    qtbot.waitUntil(lambda: not tour.actions_pending(), timeout=10_000)
     assert len(evaluate.calls) == 1
     models, base, chunks, speed = evaluate.calls[0]
     assert [m.name.split("-")[-1] for m in models] == [f"{t}.gguf" for t in DEMO_TYPES]
     assert base == f16 and chunks == demo.DEMO_EVAL_CHUNKS and speed is True
     tour.back()
     tour.next()  # visiting again does not queue twice
+    qtbot.waitUntil(lambda: not tour.actions_pending(), timeout=10_000)
     assert len(evaluate.calls) == 1 and len(quant.calls) == 2
     tour.close()
 
@@ -120,6 +125,7 @@ def test_evaluate_waits_for_quants(qtbot, window: MainWindow) -> None:  # type: 
     tour = _start(qtbot, window)
     while TOUR_STEPS[tour.index].action != "evaluate":
         tour.next()
+    qtbot.waitUntil(lambda: not tour.actions_pending(), timeout=10_000)
     assert len(quant.calls) == 1 and not evaluate.calls  # the F16 is not there yet
     assert "Waiting for the quants: 0 of 3" in tour.note
     out_dir = quant.calls[0][2]
@@ -148,6 +154,7 @@ def test_hooks_that_emit_queue_changed_do_not_recurse(qtbot, window: MainWindow)
     tour = _start(qtbot, window)
     while TOUR_STEPS[tour.index].action != "evaluate":
         tour.next()
+    qtbot.waitUntil(lambda: not tour.actions_pending(), timeout=10_000)
     assert [c[1] for c in quant.calls] == [["F16"], list(DEMO_TYPES)]
     assert len(evaluate.calls) == 1
     tour.close()

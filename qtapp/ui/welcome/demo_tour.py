@@ -117,6 +117,9 @@ class TourPanel(QFrame):
 class DemoTour(QObject):
     """Drives the tour: navigation, the quantize and evaluate hooks, and the panel."""
 
+    #: a step's action runs this long after its page switch: the page paints in between
+    ACTION_DELAY_MS = 40
+
     step_changed = Signal(int)
     note_changed = Signal(str)
     finished = Signal()
@@ -138,6 +141,7 @@ class DemoTour(QObject):
         self.note = ""
         self.closed = False
         self._advancing = False
+        self._actions: list[str] = []  # steps' actions waiting for their page's first paint
         self.quants_announced = False
         self.panel: TourPanel | None = None
         if window is not None:
@@ -162,12 +166,28 @@ class DemoTour(QObject):
         step = TOUR_STEPS[index]
         self._set_note("")
         self.ctx.navigate.emit(step.page)
-        if step.action == "quantize":
-            self._quantize()
-        elif step.action == "evaluate":
-            self._evaluate()
+        if step.action:
+            self._actions.append(step.action)
+            QTimer.singleShot(self.ACTION_DELAY_MS, self, self._act)
         self._refresh_panel()
         self.step_changed.emit(index)
+
+    def actions_pending(self) -> bool:
+        """A step's action (queueing jobs) is still to run."""
+        return bool(self._actions)
+
+    def _act(self) -> None:
+        """A step's action, after its page has appeared: queueing the jobs in the turn of the
+        page switch made that turn the tour's longest (40-50 ms of CPU with the page's show)."""
+        if not self._actions:
+            return
+        action = self._actions.pop(0)
+        if self.closed:
+            self._actions.clear()
+        elif action == "quantize":
+            self._quantize()
+        elif action == "evaluate":
+            self._evaluate()
 
     def next(self) -> None:
         if self.index >= len(TOUR_STEPS) - 1:
