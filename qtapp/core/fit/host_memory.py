@@ -84,6 +84,21 @@ class HostRepack:
         return _copy(self.features, role == "expert", ggml_type, shape)
 
 
+def may_copy(name: str, shape: tuple[int, ...]) -> bool:
+    """Whether some build could copy this tensor (a matrix read by MUL_MAT or MUL_MAT_ID);
+    ``HostRepack.copy_of`` then says whether this one does, for a type."""
+    role = _role(name)
+    return bool(role) and _n_dims(shape) == (3 if role == "expert" else 2)
+
+
+def _n_dims(shape: tuple[int, ...]) -> int:
+    """ggml_n_dims: the dimensions before the trailing ones."""
+    dims = len(shape)
+    while dims > 1 and shape[dims - 1] == 1:
+        dims -= 1
+    return dims
+
+
 @functools.lru_cache(maxsize=4096)
 def _role(name: str) -> str:
     """ "expert" (MUL_MAT_ID), "matrix" (MUL_MAT) or "" (read by rows, or not a weight)."""
@@ -96,10 +111,7 @@ def _role(name: str) -> str:
 def _copy(
     features: frozenset[str], expert: bool, ggml_type: str, shape: tuple[int, ...]
 ) -> tuple[str, int]:
-    dims = len(shape)
-    while dims > 1 and shape[dims - 1] == 1:
-        dims -= 1
-    if dims != (3 if expert else 2):  # ggml_n_dims: 2 for MUL_MAT, 3 for MUL_MAT_ID
+    if _n_dims(shape) != (3 if expert else 2):  # 2 for MUL_MAT, 3 for MUL_MAT_ID
         return "", 0
     if "AMX_INT8" in features and not expert:
         size = _amx_size(ggml_type, shape)

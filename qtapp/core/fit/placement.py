@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qtapp.core.fit.devices import Device
-from qtapp.core.fit.host_memory import HostLoad, HostRepack, bookkeeping_bytes
+from qtapp.core.fit.host_memory import HostLoad, HostRepack, bookkeeping_bytes, may_copy
 from qtapp.core.fit.kv_model import (
     ContextSettings,
     compute_parts,
@@ -162,24 +162,48 @@ def group_weights(
 
 def _copied(m: ModelInfo, w: Weights, n_layer_all: int, repack: HostRepack) -> Copied:
     c = Copied([0] * n_layer_all, [0] * n_layer_all, [0] * n_layer_all, [0] * n_layer_all)
-    tied = m.tied_embeddings
-    for t in m.tensors:
-        ttype = tensor_type(m, w, t.name, t.type, t.shape)
-        name = "output.weight" if tied and t.name == "token_embd.weight" else t.name
-        _, copy = repack.copy_of(name, ttype, t.shape)
+    size = w.tensors.get
+    for t, name, files, copies in _copy_candidates(m, n_layer_all, c):
+        _, copy = repack.copy_of(name, tensor_type(m, w, t.name, t.type, t.shape), t.shape)
         if not copy:
             continue
-        b = w.tensors.get(t.name, t.bytes)
-        if t.layer is not None and t.layer < n_layer_all:
-            files, copies = (
-                (c.experts_file, c.experts_copy) if t.is_expert else (c.layer_file, c.layer_copy)
-            )
-            files[t.layer] += b
-            copies[t.layer] += copy
-        elif name.startswith("output"):
+        b = size(t.name, t.bytes)
+        if files is None or copies is None:  # the output layer
             c.output_file += b
             c.output_copy += copy
+        else:
+            files[t.layer] += b
+            copies[t.layer] += copy
     return c
+
+
+def _copy_candidates(
+    m: ModelInfo, n_layer_all: int, c: Copied
+) -> list[tuple[Any, str, list[int] | None, list[int] | None]]:
+    """The tensors llama.cpp may copy (a block's or the output's weight matrices, by their
+    name and shape: see HostRepack.copy_of), listed once per model, each with the lists of
+    ``c`` its bytes go to (None: the output layer). A plan sizes the copies of some 40 targets;
+    walking every tensor for each took 20-30 ms of the window's replan."""
+    key = ("copy-candidates", n_layer_all)
+    table: list[tuple[Any, str, int]] | None = m.memo.get(key)
+    if table is None:
+        table = []
+        tied = m.tied_embeddings
+        for t in m.tensors:
+            name = "output.weight" if tied and t.name == "token_embd.weight" else t.name
+            if not may_copy(name, t.shape):
+                continue
+            if t.layer is not None and t.layer < n_layer_all:
+                table.append((t, name, 2 if t.is_expert else 1))
+            elif name.startswith("output"):
+                table.append((t, name, 0))
+        m.memo[key] = table
+    lists: dict[int, tuple[list[int] | None, list[int] | None]] = {
+        0: (None, None),
+        1: (c.layer_file, c.layer_copy),
+        2: (c.experts_file, c.experts_copy),
+    }
+    return [(t, name, *lists[kind]) for t, name, kind in table]
 
 
 def _tensor_slots(
