@@ -31,6 +31,24 @@ def install_excepthook() -> None:
     sys.excepthook = hook
 
 
+#: how long a Python thread may hold the GIL while another waits for it (Python's default: 5 ms)
+GIL_SWITCH_INTERVAL = 0.001
+
+
+def give_the_window_priority(on: bool = True) -> None:
+    """This process is the window's: its jobs yield the CPU to it, and its threads the GIL.
+
+    Every job it starts, core code's too (dry runs, quantizations), runs niced. And the GUI
+    thread calls into Qt hundreds of times a turn, each call releasing the GIL: while a
+    background thread runs Python, each call back waited for the GIL up to the switch interval.
+    With two busy cores that waiting was 20-60 ms of a 100 ms stall; 1 ms cut it by half or more
+    (bench/gui_stalls.py, BENCHMARKS.md)."""
+    from qtapp.core.jobs.job import start_jobs_for_a_window
+
+    start_jobs_for_a_window(on)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL if on else 0.005)
+
+
 def create_app() -> object:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
@@ -41,9 +59,7 @@ def create_app() -> object:
     from qtapp.ui.common import gc_guard
 
     gc_guard.install(app)
-    from qtapp.core.jobs.job import start_jobs_for_a_window
-
-    start_jobs_for_a_window()  # jobs started by core code too (dry runs, quantizations)
+    give_the_window_priority()
     from qtapp.ui.common import threads
 
     threads.warm_up()  # the threads of background calls and jobs, started before the window shows

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from qtapp.ui.main_window import PAGES, MainWindow
 
 
@@ -134,3 +136,19 @@ def test_a_status_message_does_not_resize_the_pages(qtbot, shown) -> None:
     QApplication.processEvents()  # the layout requests the message posted
     assert window.statusBar().isVisible() and window.stack.size() == before
     window.close()
+
+
+def test_the_window_process_gives_its_gui_thread_priority() -> None:
+    """Jobs started anywhere in the window's process are niced; threads hand the GIL over fast."""
+    from qtapp.core.jobs.job import Job, JobSpec
+    from qtapp.ui.app import GIL_SWITCH_INTERVAL, give_the_window_priority
+
+    assert not Job(JobSpec("echo", {})).yield_to_window  # as the CLI starts them
+    give_the_window_priority()
+    try:
+        assert Job(JobSpec("echo", {})).yield_to_window
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL)
+    finally:
+        give_the_window_priority(False)
+    assert not Job(JobSpec("echo", {})).yield_to_window
+    assert sys.getswitchinterval() == pytest.approx(0.005)
