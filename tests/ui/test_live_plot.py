@@ -104,3 +104,28 @@ def test_the_light_grid_draws_pyqtgraphs_grid(shown, x_range, y_range) -> None:
     )
     assert grid_pixels > 5  # the grid is there to compare
     assert ours == theirs
+
+
+def test_an_axis_keeps_pyqtgraphs_bounds_through_resizes_and_styles(shown) -> None:
+    """The axis computes its bounding rect once per geometry or style, always pyqtgraph's."""
+    import pyqtgraph as pg
+
+    from qtapp.ui.common.axes import chart_widget
+
+    plot = shown(chart_widget(), 500, 300)
+    axes = [plot.getPlotItem().getAxis(name) for name in ("left", "bottom")]
+
+    def same() -> bool:
+        return all(a.boundingRect() == pg.AxisItem.boundingRect(a) for a in axes)
+
+    assert same()
+    plot.resize(700, 420)
+    plot.getPlotItem().setRange(xRange=(0, 12345.6), yRange=(-3, 3))
+    pg.QtWidgets.QApplication.processEvents()
+    assert same()
+    before = axes[1].boundingRect()
+    axes[1].setStyle(tickLength=-12, hideOverlappingLabels=False)
+    assert same() and axes[1].boundingRect() != before
+    axes[0].setWidth(90)
+    pg.QtWidgets.QApplication.processEvents()
+    assert same()

@@ -25,10 +25,34 @@ _CACHED = object()  # stands in for pyqtgraph's QPicture while the pixmap is val
 class PixmapAxis(pg.AxisItem):
     """An ``AxisItem`` painted from a pixmap it redraws only when pyqtgraph invalidates it."""
 
+    _bounds: QRectF | None = None  # set before __init__ ends: pyqtgraph's asks for it early
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pixmap: QPixmap | None = None
         self._pixmap_rect = QRectF()
+        self.geometryChanged.connect(self._forget_bounds)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+        """pyqtgraph's, computed once per geometry or style. Qt asks for it dozens of times a
+        paint (47 calls in a chart's first paint), each a few calls into Qt from Python, and
+        each such call waits for the GIL when another thread runs Python."""
+        if self.grid is not False:  # then it follows the linked view's range too
+            return super().boundingRect()
+        if self._bounds is None:
+            self._bounds = super().boundingRect()
+        return QRectF(self._bounds)
+
+    def prepareGeometryChange(self) -> None:  # noqa: N802 - Qt API, called by pyqtgraph
+        self._forget_bounds()
+        super().prepareGeometryChange()
+
+    def setStyle(self, **kwargs: Any) -> None:  # noqa: N802 - pyqtgraph API
+        self._forget_bounds()
+        super().setStyle(**kwargs)
+
+    def _forget_bounds(self) -> None:
+        self._bounds = None
 
     def paint(self, p: QPainter, opt: Any, widget: Any) -> None:  # noqa: D102 - Qt override
         if widget is None:  # an export renders the scene: keep the vector drawing
