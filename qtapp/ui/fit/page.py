@@ -8,6 +8,7 @@ for the KV / compute sizes) run in worker children and swap in when they finish,
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ class Page(QWidget):
         self._replan_timer = QTimer(self, singleShot=True, interval=0)
         self._replan_timer.timeout.connect(self.replan)
         self.figures = ExactFigureJobs(self.controls.settings, self)
-        self.figures.updated.connect(self._replan_timer.start)
+        self.figures.updated.connect(self._on_figures)
         self.figures.status.connect(self.exact_label.setText)
         self._exact_timer = QTimer(self, singleShot=True, interval=EXACT_DELAY_MS)
         self._exact_timer.timeout.connect(self.figures.request_memory)
@@ -257,6 +258,22 @@ class Page(QWidget):
     def _targets(self) -> list[str]:
         assert self.model is not None
         return targets_for(self.model, self.recipes, self.quality)
+
+    def _on_figures(self) -> None:
+        """New exact figures: a plan is made from them in a thread first, then again here.
+
+        The first plan with new weights sums each type's tensors (memoized per weights): on the
+        GUI thread that was 25-50 ms of one turn when the dry run's figures came in. The plan
+        made here afterwards finds the sums made."""
+        inp = self.inputs()
+        if inp is None:
+            return
+        inp = replace(inp, weights=dict(inp.weights), exact=dict(inp.exact))  # this turn's
+        call = BackgroundCall(lambda _c: make_plan(inp) and None, "fit-figures", self)
+        for done in (call.finished, call.failed):
+            done.connect(lambda *_: self._replan_timer.start())
+            done.connect(call.deleteLater)
+        call.start()
 
     def replan(self) -> None:
         import time
