@@ -65,6 +65,12 @@ def _stamp_ok(target: Path, sha: str) -> bool:
     )
 
 
+#: one buffer of this size, reused: a fresh 4 MiB ``bytes`` per read was mapped, faulted in and
+#: unmapped by the allocator each time, and unmapping takes the process's memory-map lock that
+#: the GUI thread's own page faults wait for (the window unpacks the demo model in a thread)
+BLOCK = 4 << 20
+
+
 def _write_stamp(target: Path, sha: str) -> None:
     st = target.stat()
     _stamp_path(target).write_text(
@@ -77,10 +83,12 @@ def _sha256(path: Path, progress: Progress | None, start: float, span: float) ->
     digest = hashlib.sha256()
     total = max(1, path.stat().st_size)
     done = 0
+    buf = bytearray(BLOCK)
+    view = memoryview(buf)
     with path.open("rb") as fh:
-        while block := fh.read(4 << 20):
-            digest.update(block)
-            done += len(block)
+        while n := fh.readinto(buf):
+            digest.update(view[:n])
+            done += n
             if progress:
                 progress(start + span * done / total, "Checking the demo model")
     return digest.hexdigest()
@@ -112,13 +120,15 @@ def _join_chunks(chunks: list[Path], part: Path, progress: Progress | None) -> s
     """
     total = max(1, sum(p.stat().st_size for p in chunks))
     done = 0
+    buf = bytearray(BLOCK)
+    view = memoryview(buf)
     try:
         with part.open("wb") as out:
             for chunk in chunks:
                 with chunk.open("rb") as src:
-                    while block := src.read(4 << 20):
-                        out.write(block)
-                        done += len(block)
+                    while n := src.readinto(buf):
+                        out.write(view[:n])
+                        done += n
                         if progress:
                             progress(0.7 * done / total, "Unpacking the demo model")
         return _sha256(part, progress, 0.7, 0.3)
