@@ -163,29 +163,30 @@ def group_weights(
 def _copied(m: ModelInfo, w: Weights, n_layer_all: int, repack: HostRepack) -> Copied:
     c = Copied([0] * n_layer_all, [0] * n_layer_all, [0] * n_layer_all, [0] * n_layer_all)
     size = w.tensors.get
-    for t, name, files, copies in _copy_candidates(m, n_layer_all, c):
+    for t, name, expert in _copy_candidates(m, n_layer_all):
         _, copy = repack.copy_of(name, tensor_type(m, w, t.name, t.type, t.shape), t.shape)
         if not copy:
             continue
         b = size(t.name, t.bytes)
-        if files is None or copies is None:  # the output layer
+        if expert is None:  # the output layer
             c.output_file += b
             c.output_copy += copy
+        elif expert:
+            c.experts_file[t.layer] += b
+            c.experts_copy[t.layer] += copy
         else:
-            files[t.layer] += b
-            copies[t.layer] += copy
+            c.layer_file[t.layer] += b
+            c.layer_copy[t.layer] += copy
     return c
 
 
-def _copy_candidates(
-    m: ModelInfo, n_layer_all: int, c: Copied
-) -> list[tuple[Any, str, list[int] | None, list[int] | None]]:
+def _copy_candidates(m: ModelInfo, n_layer_all: int) -> list[tuple[Any, str, bool | None]]:
     """The tensors llama.cpp may copy (a block's or the output's weight matrices, by their
-    name and shape: see HostRepack.copy_of), listed once per model, each with the lists of
-    ``c`` its bytes go to (None: the output layer). A plan sizes the copies of some 40 targets;
-    walking every tensor for each took 20-30 ms of the window's replan."""
+    name and shape: see HostRepack.copy_of), listed once per model: (tensor, its name as the
+    loader sees it, expert or not; None for the output layer). A plan sizes the copies of some
+    40 targets; walking every tensor for each took 20-30 ms of the window's replan."""
     key = ("copy-candidates", n_layer_all)
-    table: list[tuple[Any, str, int]] | None = m.memo.get(key)
+    table: list[tuple[Any, str, bool | None]] | None = m.memo.get(key)
     if table is None:
         table = []
         tied = m.tied_embeddings
@@ -194,16 +195,11 @@ def _copy_candidates(
             if not may_copy(name, t.shape):
                 continue
             if t.layer is not None and t.layer < n_layer_all:
-                table.append((t, name, 2 if t.is_expert else 1))
+                table.append((t, name, t.is_expert))
             elif name.startswith("output"):
-                table.append((t, name, 0))
+                table.append((t, name, None))
         m.memo[key] = table
-    lists: dict[int, tuple[list[int] | None, list[int] | None]] = {
-        0: (None, None),
-        1: (c.layer_file, c.layer_copy),
-        2: (c.experts_file, c.experts_copy),
-    }
-    return [(t, name, *lists[kind]) for t, name, kind in table]
+    return table
 
 
 def _tensor_slots(

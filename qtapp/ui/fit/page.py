@@ -269,7 +269,11 @@ class Page(QWidget):
         if inp is None:
             return
         inp = replace(inp, weights=dict(inp.weights), exact=dict(inp.exact))  # this turn's
-        call = BackgroundCall(lambda _c: make_plan(inp) and None, "fit-figures", self)
+
+        def warm(_call: BackgroundCall) -> None:
+            make_plan(inp)  # the plan itself is made again on the GUI thread
+
+        call = BackgroundCall(warm, "fit-figures", self)
         for done in (call.finished, call.failed):
             done.connect(lambda *_: self._replan_timer.start())
             done.connect(call.deleteLater)
