@@ -92,3 +92,16 @@ class BackgroundCall(QObject):
     def wait(self, timeout: float = 10) -> None:
         if self._future is not None:
             wait_futures([self._future], timeout)
+
+    def delete_when_done(self) -> None:
+        """``deleteLater()`` once the pool thread is done with this call.
+
+        Not from a slot of its own ``finished``: that slot runs while the thread may still be
+        inside the emit (Qt's ``activate`` walks the sender's connections after queuing each
+        one), and deleting the sender then crashed in ``~QObject`` (1 run in 3 of the GC stress
+        test, tests/ui/test_gc_guard.py). The future is done only after the emit returned."""
+        future = self._future
+        if future is None or future.done():
+            self.deleteLater()
+        else:  # runs in the pool thread after the call; deleteLater only posts an event
+            future.add_done_callback(lambda _done: self.deleteLater())

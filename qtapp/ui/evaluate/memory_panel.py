@@ -136,7 +136,7 @@ class MemoryPanel(QGroupBox):
             return run, report, plan, process_rss(pid)
 
         if self._call is not None:
-            self._call.deleteLater()
+            self._call.delete_when_done()
         self._busy = True
         self._call = BackgroundCall(task, "eval-memory", self)
         self._call.finished.connect(self._on_reading)

@@ -276,8 +276,8 @@ class Page(QWidget):
         call = BackgroundCall(warm, "fit-figures", self)
         for done in (call.finished, call.failed):
             done.connect(lambda *_: self._replan_timer.start())
-            done.connect(call.deleteLater)
         call.start()
+        call.delete_when_done()
 
     def replan(self) -> None:
         import time

@@ -178,7 +178,7 @@ class Page(QWidget):
         if self._closed or self._busy:
             return
         if self._call is not None:  # finished: one object a second would pile up otherwise
-            self._call.deleteLater()
+            self._call.delete_when_done()
         self._busy = True
         call = BackgroundCall(lambda *_: fn(), name, self)
         call.finished.connect(self._on_report)
