@@ -10,7 +10,9 @@ second between two clicks: the Welcome page's demo button (the meter starts once
 first paint is done), hardware, fit, quantize (F16 base, then Q8_0, Q4_K_M, Q2_K), evaluate
 the three quants against the base with live curves and speed, compare. A 10 ms QTimer ticks on
 the GUI thread from the first page to the Compare page: the longest gap between two ticks is the
-longest stall. `--trace` prints the GUI thread's stack whenever it is more than 40 ms late.
+longest stall. `--trace` prints the GUI thread's stack whenever it is more than 40 ms late, and
+on Linux splits each stall over 50 ms into the GUI thread's own CPU time, its wait for a CPU in
+the run queue, and the rest (waiting for the GIL or a lock, for the disk, or idle until the tick).
 
 Prints the tick count, the 99th percentile gap, the longest gap, the gaps over 50 ms and the
 tour's wall time. To measure another checkout, run this file with PYTHONPATH pointing at it.
@@ -62,6 +64,9 @@ class StallMeter:
         self.last = time.perf_counter()
         self.samples: list[str] = []
         self.trace = trace
+        self._sched = _SchedStat() if trace else None
+        #: ms of the GUI thread's CPU, run-queue wait and the rest, summed over stalls > 50 ms
+        self.split = [0.0, 0.0, 0.0]
         self.timer = QTimer()
         self.timer.setInterval(10)
         self.timer.timeout.connect(self.tick)
@@ -83,10 +88,18 @@ class StallMeter:
         self.gaps.append(gap)
         self.last = now
         samples, self.samples = self.samples, []
+        cpu_wait = self._sched.read() if self._sched else None
         if self.trace and gap > 0.05:
             distinct = list(dict.fromkeys(samples))
+            split = ""
+            if cpu_wait is not None:
+                cpu, wait = cpu_wait
+                rest = gap * 1000 - cpu - wait
+                for i, part in enumerate((cpu, wait, rest)):
+                    self.split[i] += part
+                split = f" (GUI thread: cpu {cpu:.0f}, run queue {wait:.0f}, other {rest:.0f} ms)"
             print(
-                f"--- stall of {gap * 1000:.0f} ms at {time.strftime('%X')}, "
+                f"--- stall of {gap * 1000:.0f} ms at {time.strftime('%X')}{split}, "
                 f"{len(samples)} samples:",
                 flush=True,
             )
@@ -106,6 +119,29 @@ class StallMeter:
                     self.samples.append("   " + "\n   ".join(short))
 
         threading.Thread(target=run, daemon=True, name="stall-watch").start()
+
+
+class _SchedStat:
+    """The GUI thread's CPU time and run-queue wait since the last read, in ms (Linux's
+    /proc/<pid>/task/<tid>/schedstat; nothing elsewhere)."""
+
+    def __init__(self) -> None:
+        self.path = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat")
+        self.last = self._now()
+
+    def _now(self) -> tuple[float, float] | None:
+        try:
+            cpu, wait = self.path.read_text().split()[:2]
+        except (OSError, ValueError):
+            return None
+        return int(cpu) / 1e6, int(wait) / 1e6
+
+    def read(self) -> tuple[float, float] | None:
+        now, last = self._now(), self.last
+        self.last = now
+        if now is None or last is None:
+            return None
+        return now[0] - last[0], now[1] - last[1]
 
 
 def main() -> int:
@@ -203,6 +239,12 @@ def main() -> int:
         f"{int((g > 50).sum())} gaps over 50 ms; window shown and painted in "
         f"{first_paint * 1000:.0f} ms before the meter started"
     )
+    if meter._sched is not None and meter.split[0]:
+        cpu, wait, rest = meter.split
+        print(
+            f"in the stalls over 50 ms the GUI thread ran {cpu:.0f} ms, waited {wait:.0f} ms "
+            f"for a CPU and {rest:.0f} ms for anything else"
+        )
     if args.screenshots:  # after the meter stopped: the pages as the tour left them
         out = Path(args.screenshots)
         out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from qtapp.core.evaluate.runs import STORE_THREAD
 from qtapp.ui.common.threads import POOL_PREFIX
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -75,13 +76,14 @@ def no_dangling_threads():
 
     def leftover() -> list[str]:
         # a job's thread: its own, or one of the window's pool named after the job it runs
-        # (a pool thread running a background call keeps the pool's prefix: those stay)
+        # (a pool thread running a background call keeps the pool's prefix: those stay, as
+        # does the one store thread)
         return [
             t.name
             for t in threading.enumerate()
             if t.is_alive()
             and t.name.startswith(("ql-", "job-"))
-            and not t.name.startswith(POOL_PREFIX)
+            and not t.name.startswith((POOL_PREFIX, STORE_THREAD))
             and before.get(t.ident) != t.name
         ]
 

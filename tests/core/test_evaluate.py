@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,29 @@ def test_cli_json_lines(tiny_model: Path, capsys: pytest.CaptureFixture[str]) ->
     results = pytest.importorskip("qtapp.core.results.store")
     runs = results.ResultsStore.open().list_runs(kind="eval")
     assert runs and runs[0].state == "finished"
+
+
+def test_background_recorders_write_in_the_one_store_thread(tiny_model: Path) -> None:
+    """A background recorder starts no thread of its own (a thread start blocked the GUI thread
+    on busy cores): its writes run in order in the one store thread, and wait() waits for them."""
+    from qtapp.core.evaluate.runs import STORE_THREAD, start_store_thread
+    from qtapp.core.jobs.events import Finished
+    from qtapp.core.results.store import ResultsStore
+
+    start_store_thread()
+    threads_before = set(threading.enumerate())
+    rec = EvalRecorder(tiny_model, {"model": str(tiny_model)}, background=True, hardware={})
+    stored_in: list[str] = []
+    rec.begin()
+    rec.add(Point(series="ppl", x=127, y=9.5, err=0.5))
+    rec.add(Finished(result={"ppl": 9.5}))
+    rec.finish(on_stored=lambda: stored_in.append(threading.current_thread().name))
+    rec.wait()
+    assert stored_in and stored_in[0].startswith(STORE_THREAD)
+    assert set(threading.enumerate()) <= threads_before
+    store = ResultsStore.open()
+    try:
+        (run,) = [r for r in store.list_runs() if r.id == rec.run_id]
+        assert run.state == "finished" and run.metrics["ppl"] == 9.5
+    finally:
+        store.close()

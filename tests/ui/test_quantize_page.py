@@ -36,6 +36,8 @@ def test_queue_two_jobs_cancel_the_first_mid_write(
     page.ctx.results_changed.connect(lambda: results.append(1))
     outputs = page.queue(tiny_model, ["IQ2_XXS", "Q4_K_M"])
     assert [p.name for p in outputs] == ["tiny-llama-IQ2_XXS.gguf", "tiny-llama-Q4_K_M.gguf"]
+    assert len(page.rows) == 1  # the first job's row at once, the next one in the next turn
+    qtbot.waitUntil(lambda: len(page.rows) == 2, timeout=5000)
     first, second = page.rows
     assert second.state == "queued"
     # progress arrives: the first job is writing tensors

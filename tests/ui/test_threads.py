@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 import pytest
 
-from qtapp.ui.common.threads import POOL_PREFIX, ElasticPool
+from qtapp.ui.common.threads import POOL_PREFIX, THREAD_NICENESS, ElasticPool
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,3 +44,18 @@ def test_an_error_reaches_the_future_and_the_thread_serves_on() -> None:
     with pytest.raises(ValueError, match="bad input"):
         pool.submit(boom, "ql-boom").result(10)
     assert pool.submit(lambda: "still serving", "ql-next").result(10) == "still serving"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_pool_threads_yield_the_cpu_to_the_gui_thread() -> None:
+    """A pool thread runs THREAD_NICENESS nicer than the process's main thread; the main
+    thread itself (the GUI thread) keeps its priority."""
+    pool = ElasticPool()
+    pool.warm_up(1)
+    main = os.getpriority(os.PRIO_PROCESS, os.getpid())
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    assert pool.submit(niceness, "ql-nice").result(10) == min(19, main + THREAD_NICENESS)
+    assert niceness() == main

@@ -8,13 +8,21 @@ a cancel or a job's pump can never be held up by the pool's size.
 
 A thread running a task carries the task's name (``ql-quantize``...), so a leak check sees what
 is still running; an idle one is called ``ql-pool-N``.
+
+On Linux a pool thread runs niced (:data:`THREAD_NICENESS`; a nice value there is per thread,
+and threads and processes a pool thread starts inherit it). On busy cores the GUI thread shared
+its slice of a core equally with every pool thread that had work (parsing a job's lines,
+planning, writing results): now it gets the CPU first whenever it has a turn to run, and the
+pool threads take what it leaves. On an idle machine nothing changes.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -26,6 +34,24 @@ POOL_PREFIX = "ql-pool"
 #: threads started with the app: background calls (scan, unpack, header read, download) and
 #: job pumps (dry runs on every core, a quantize, an evaluation) running at once
 WARM_THREADS = 10
+#: how much nicer than the GUI thread a pool thread runs (weight 110 against 1024): above the
+#: window's jobs (19), whose events it reads, far below the window's own turns
+THREAD_NICENESS = 10
+
+
+def yield_to_the_gui_thread() -> None:
+    """Lower the calling thread's CPU priority (Linux, where nice is per thread; elsewhere a
+    process's nice value would lower the GUI thread too, so nothing is done)."""
+    if not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
+        # relative to the process's main (GUI) thread, whose thread id is the process id
+        niceness = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + THREAD_NICENESS)
+        if niceness > os.getpriority(os.PRIO_PROCESS, tid):
+            os.setpriority(os.PRIO_PROCESS, tid, niceness)
+    except OSError as exc:  # not allowed by a sandbox: the thread runs as it was
+        log.debug("could not lower a pool thread's priority: %s", exc)
 
 
 class ElasticPool:
@@ -70,6 +96,7 @@ class ElasticPool:
         threading.Thread(target=self._serve, args=(name, ready), daemon=True, name=name).start()
 
     def _serve(self, idle_name: str, ready: threading.Barrier | None) -> None:
+        yield_to_the_gui_thread()
         if ready is not None:
             ready.wait(10)
         me = threading.current_thread()
@@ -100,4 +127,8 @@ def pool() -> ElasticPool:
 
 
 def warm_up() -> None:
+    """The pool's idle threads and the results store's writer thread."""
+    from qtapp.core.evaluate.runs import start_store_thread
+
     pool().warm_up()
+    start_store_thread()

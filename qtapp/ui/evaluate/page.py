@@ -33,6 +33,7 @@ from qtapp.core.jobs.job import JobSpec
 from qtapp.ui.common.background import BackgroundCall
 from qtapp.ui.common.context import AppContext
 from qtapp.ui.common.live_plot import PALETTE, LivePlot
+from qtapp.ui.common.turns import TurnQueue
 from qtapp.ui.common.workers import JobRunner
 from qtapp.ui.evaluate.controls import EvalControls
 from qtapp.ui.evaluate.memory_panel import MemoryPanel
@@ -83,6 +84,7 @@ class Page(QWidget):
         super().__init__()
         self.ctx = ctx
         self._runs: list[_RunView] = []
+        self._turns = TurnQueue(self)  # the submits of a queue of models, one per turn
         self._counter = 0
         self._check: BackgroundCall | None = None  # the depth check before a speed sweep
 
@@ -230,17 +232,20 @@ class Page(QWidget):
         self.controls.status.setText(f"Not started: {message}")
 
     def _start(self, models: list[Path], depths: list[int]) -> None:
+        """The first model's job now, the others' one per event-loop turn (ui/common/turns)."""
         base = self.controls.base.text() or None
-        for model in models:
-            self._submit(model, base, depths)
+        self._submit(models[0], base, depths)
+        for model in models[1:]:
+            self._turns.add(lambda model=model: self._submit(model, base, depths))
         if self.controls.task_file.text():
             for model in models:
-                self._submit_tasks(model)
+                self._turns.add(lambda model=model: self._submit_tasks(model))
         self.controls.set_running(True)
         self.controls.status.setText(f"Queued {len(models)} evaluation(s).")
 
     def cancel(self) -> None:
         """Stop the running evaluation and drop queued ones; measured points stay (partial)."""
+        self._turns.flush()  # every model asked for has its row, to show it cancelled
         for rv in self._runs:
             if rv.runner is None or rv.runner.terminal is not None:
                 continue
@@ -264,11 +269,14 @@ class Page(QWidget):
 
     def running(self) -> bool:
         # the recorder, not the runner: a queued run dropped by Cancel never gets a terminal event
-        return any(rv.runner is not None and rv.recorder.state == "running" for rv in self._runs)
+        return self._turns.pending() > 0 or any(
+            rv.runner is not None and rv.recorder.state == "running" for rv in self._runs
+        )
 
     def shutdown(self) -> None:
         """Window closing: drop queued runs (else each would start as the previous one ends),
         stop the running one and record them all as cancelled before the store threads end."""
+        self._turns.clear()  # models whose jobs were not submitted yet: nothing to stop
         for rv in self._runs:
             if rv.runner is None or rv.runner.terminal is not None:
                 continue

@@ -34,6 +34,7 @@ from qtapp.core.quantize.jobs import (
 )
 from qtapp.ui.common.background import BackgroundCall
 from qtapp.ui.common.context import AppContext
+from qtapp.ui.common.turns import TurnQueue
 from qtapp.ui.common.workers import JobRunner
 from qtapp.ui.quantize.imatrix_maker import ImatrixMaker
 from qtapp.ui.quantize.job_list import JobList
@@ -66,6 +67,8 @@ class Page(QWidget):
         super().__init__()
         self.ctx = ctx
         self._runners: dict[int, JobRunner] = {}  # id(row) -> runner
+        self._turns = TurnQueue(self)  # the rows of a queue of jobs, one per turn
+        self._adding: list[JobSpec] = []  # queued, their rows not made yet
         self._specs: dict[int, JobSpec] = {}
         self._all_done_callbacks: list[Callable[[], Any]] = []
         #: asked before replacing existing outputs; tests may swap it
@@ -248,6 +251,7 @@ class Page(QWidget):
         wanted = [quantize_spec(model_path, t, options) for t in types]
         # the same output queued twice would fail later with "already exists": skip it now
         busy = {Path(r.out_path) for r in self.rows if not r.done}
+        busy |= {Path(s.params["out"]) for s in self._adding}
         specs, again = [], []
         for spec in wanted:
             out = Path(spec.params["out"])
@@ -259,21 +263,31 @@ class Page(QWidget):
         existing = [p for s in specs for p in self._finals(s) if p.exists()]
         overwrite = bool(existing) and self.confirm_overwrite(existing)
         outputs = [Path(s.params["out"]) for s in wanted]
-        for spec in specs:
-            out = Path(spec.params["out"])
-            if any(p.exists() for p in self._finals(spec)) and not overwrite:
-                row = self._add_row(spec)
-                row.on_done(
-                    Finished(
-                        result={
-                            "path": str(out),
-                            "bytes": out.stat().st_size if out.exists() else 0,
-                            "seconds": 0.0,
-                        }
-                    )
+        if specs:  # the first job's row now, the others' one per event-loop turn
+            self._add_job(specs[0], overwrite)
+        for spec in specs[1:]:
+            self._adding.append(spec)
+            self._turns.add(lambda spec=spec: self._add_job(spec, overwrite))
+        return outputs
+
+    def _add_job(self, spec: JobSpec, overwrite: bool) -> None:
+        """The row of one queued job, and the job (or the existing file kept)."""
+        if spec in self._adding:
+            self._adding.remove(spec)
+        out = Path(spec.params["out"])
+        if any(p.exists() for p in self._finals(spec)) and not overwrite:
+            row = self._add_row(spec)
+            row.on_done(
+                Finished(
+                    result={
+                        "path": str(out),
+                        "bytes": out.stat().st_size if out.exists() else 0,
+                        "seconds": 0.0,
+                    }
                 )
-                row.bar.setFormat("kept the existing file")
-                continue
+            )
+            row.bar.setFormat("kept the existing file")
+        else:
             spec.params["overwrite"] = overwrite
             row = self._add_row(spec)
             runner = self.ctx.jobs.submit(
@@ -284,7 +298,6 @@ class Page(QWidget):
             runner.done.connect(lambda ev, row=row: self._on_done(row, ev))
         self.job_list.update_counts()
         self._maybe_all_done()
-        return outputs
 
     def queue_from_fit(self, model_path: str | Path, types: list[str]) -> list[Path]:
         """From the fit page: show the choice here; queue at once unless consent is needed."""
@@ -359,6 +372,7 @@ class Page(QWidget):
         runner.cancel()  # the child is gone when this returns; _on_done cleans up
 
     def cancel_all(self) -> None:
+        self._turns.flush()
         for row in list(self.rows):
             if not row.done:
                 self.cancel_row(row)
@@ -368,7 +382,7 @@ class Page(QWidget):
         self._all_done_callbacks.append(callback)
 
     def _maybe_all_done(self) -> None:
-        if any(not r.done for r in self.rows) or not self.rows:
+        if self._turns.pending() or any(not r.done for r in self.rows) or not self.rows:
             return
         self.all_done.emit()
         callbacks, self._all_done_callbacks = self._all_done_callbacks, []
@@ -452,6 +466,7 @@ class Page(QWidget):
 
     def shutdown(self) -> None:
         """Window closing: stop our jobs; cleanup runs as their Cancelled events arrive."""
+        self._turns.clear()
         self.imatrix_maker.shutdown()
         if self.tailor_dialog is not None:
             self.tailor_dialog.shutdown()
