@@ -126,12 +126,21 @@ class _SchedStat:
     /proc/<pid>/task/<tid>/schedstat; nothing elsewhere)."""
 
     def __init__(self) -> None:
-        self.path = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat")
+        # opened once and read with pread: a path lookup in /proc at every tick was seen
+        # blocking the GUI thread (one stall's only stack sample was inside that open())
+        try:
+            self.fd: int | None = os.open(
+                f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY
+            )
+        except OSError:
+            self.fd = None
         self.last = self._now()
 
     def _now(self) -> tuple[float, float] | None:
+        if self.fd is None:
+            return None
         try:
-            cpu, wait = self.path.read_text().split()[:2]
+            cpu, wait = os.pread(self.fd, 128, 0).split()[:2]
         except (OSError, ValueError):
             return None
         return int(cpu) / 1e6, int(wait) / 1e6
