@@ -467,6 +467,7 @@ class Page(QWidget):
     def shutdown(self) -> None:
         """Window closing: stop our jobs; cleanup runs as their Cancelled events arrive."""
         self._turns.clear()
+        self._adding.clear()  # their rows will not be made
         self.imatrix_maker.shutdown()
         if self.tailor_dialog is not None:
             self.tailor_dialog.shutdown()
