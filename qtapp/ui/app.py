@@ -95,6 +95,17 @@ class FileOpenFilter:
         self.filter = _Filter()
 
 
+def watch_file_open(app: object, window: object, platform: str = sys.platform) -> object | None:
+    """Route Finder's file-open events to the window, on macOS only: an event filter on the
+    application sees every event of every widget, so elsewhere it would only be a Python call
+    in each of them (hundreds per paint) for an event that never comes."""
+    if platform != "darwin":
+        return None
+    file_open = FileOpenFilter(window)
+    app.installEventFilter(file_open.filter)  # type: ignore[attr-defined]
+    return file_open
+
+
 def run_gui(smoke_test: bool = False, demo: bool = False, model: str | None = None) -> int:
     from PySide6.QtCore import QTimer
 
@@ -103,8 +114,7 @@ def run_gui(smoke_test: bool = False, demo: bool = False, model: str | None = No
     app = create_app()
     install_excepthook()
     window = MainWindow()
-    file_open = FileOpenFilter(window)
-    app.installEventFilter(file_open.filter)  # type: ignore[attr-defined]
+    file_open = watch_file_open(app, window)  # noqa: F841 - kept alive while the app runs
     window.show()
     if model:
         window.open_model(model)

@@ -56,12 +56,14 @@ def test_a_file_opened_from_the_desktop_opens_in_the_window(qtbot, tiny_model) -
     from PySide6.QtGui import QFileOpenEvent
     from PySide6.QtWidgets import QApplication
 
-    from qtapp.ui.app import FileOpenFilter
+    from qtapp.ui.app import watch_file_open
 
     window = MainWindow()
     qtbot.addWidget(window)
-    opener = FileOpenFilter(window)
-    QApplication.instance().installEventFilter(opener.filter)
+    # elsewhere no filter at all: one on the application would run for every event of every widget
+    assert watch_file_open(QApplication.instance(), window, platform="linux") is None
+    opener = watch_file_open(QApplication.instance(), window, platform="darwin")
+    assert opener is not None
     try:
         with qtbot.waitSignal(window.ctx.model_changed) as opened:
             QApplication.sendEvent(QApplication.instance(), QFileOpenEvent(str(tiny_model)))
