@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
 from qtapp.core.app.paths import app_paths
 from qtapp.core.results.store import ResultsStore
@@ -246,3 +247,22 @@ def test_model_vs_model_panel_uses_task_accuracy_at_the_budget(page: Page) -> No
     assert v is not None and [(s.model, s.label) for s in v.best] == [("Gemma 3 270m", "Q4_K_M")]
     assert v.nothing_fits == ["Gemma 3 1b"] and not v.pairs
     assert "no scored quant fits" in page.versus.text()
+
+
+def test_a_chart_is_ranged_and_its_axes_laid_out_before_its_first_paint(page: Page) -> None:
+    """Left to pyqtgraph the range came inside the first paint, and the wider tick labels it
+    brought laid the chart out and painted it again (five paints for one drawing)."""
+    chart = page.quality_chart
+    page.budget_edit.setText("")
+    page._stale.add(0)
+    page._draw_tab(0)  # draws the current rows, no event processed since
+    view = chart.getViewBox()
+    left = chart.getAxis("left")
+    ranged, width = view.viewRange(), left.minimumWidth()
+    usable = [r.size_gib for r in page.rows if r.size_gib is not None and r.kld_mean]
+    assert ranged[0][0] <= min(usable) and max(usable) <= ranged[0][1]  # before any paint
+    chart.grab()  # the first paint, then whatever it queued
+    for _ in range(5):
+        QApplication.processEvents()
+    assert view.viewRange() == ranged
+    assert left.minimumWidth() == width

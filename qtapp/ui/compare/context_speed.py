@@ -69,7 +69,7 @@ class DepthChart(_Chart):
         self.line.setPos(depth)
         self.line.label.setFormat(f"your context: {depth:,}")
         self.addItem(self.line, ignoreBounds=False)
-        self.enableAutoRange()
+        self._fit_view()
 
 
 class ContextSpeedTab(QWidget):
