@@ -264,5 +264,23 @@ def test_a_chart_is_ranged_and_its_axes_laid_out_before_its_first_paint(page: Pa
     chart.grab()  # the first paint, then whatever it queued
     for _ in range(5):
         QApplication.processEvents()
-    assert view.viewRange() == ranged
+    assert view.viewRange() == [pytest.approx(r, rel=1e-6) for r in ranged]
     assert left.minimumWidth() == width
+
+
+def test_the_pages_chart_is_drawn_then_fitted_in_the_next_turn(page: Page, qtbot) -> None:
+    """The page's own drawing (after the table, in a turn of its own) leaves the fit to the
+    next turn, with the chart's updates off until then: no paint shows it unfitted."""
+    chart = page.quality_chart
+    page._stale.add(0)
+    page._draw_tab(0, True)
+    assert not chart.updatesEnabled()  # drawn, not fitted, not painted
+    qtbot.waitUntil(chart.updatesEnabled, timeout=5000)
+    ranged, width = chart.getViewBox().viewRange(), chart.getAxis("left").minimumWidth()
+    usable = [r.size_gib for r in page.rows if r.size_gib is not None and r.kld_mean]
+    assert ranged[0][0] <= min(usable) and max(usable) <= ranged[0][1]
+    chart.grab()
+    for _ in range(5):
+        QApplication.processEvents()
+    assert chart.getViewBox().viewRange() == [pytest.approx(r, rel=1e-6) for r in ranged]
+    assert chart.getAxis("left").minimumWidth() == width

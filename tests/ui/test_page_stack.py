@@ -136,3 +136,42 @@ def test_charts_are_painted_one_per_turn_after_the_page(qtbot) -> None:
     stack.setCurrentIndex(1)
     stack.setCurrentIndex(0)
     assert stack.charts_waiting() == 0 and all(v.updatesEnabled() for v in views)
+
+
+def test_the_shown_widgets_own_updates_are_taken_in_the_switch(qtbot) -> None:
+    """Qt posts every widget it shows an ``UpdateLater`` for a later turn (``show_sys``). Taken
+    after the switch's paint they painted the page a second time: in the real window, each
+    label of the Evaluate, Compare and Hardware pages two or three times per switch."""
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    stack = PageStack()
+    window.setCentralWidget(stack)
+    pages = [_page("first"), _page("second")]
+    for page in pages:
+        stack.addWidget(page)
+    window.resize(400, 400)
+    window.show()
+    qtbot.waitExposed(window)
+    late: list[QObject] = []
+    switched = [False]
+
+    class _Late(QObject):
+        def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+            if event.type() == QEvent.Type.UpdateLater and switched[0]:
+                late.append(watched)
+            return False
+
+    spy = _Late()
+    widgets = [pages[1], *pages[1].findChildren(QWidget)]
+    for widget in widgets:
+        widget.installEventFilter(spy)
+    stack.setCurrentIndex(1)
+    switched[0] = True
+    labels = pages[1].findChildren(QLabel)
+    counter = _PaintCounter()
+    for label in labels:
+        label.installEventFilter(counter)
+    qtbot.waitUntil(lambda: all(counter.counts[id(w)] for w in labels), timeout=5000)
+    for _ in range(5):  # let any late update come
+        qtbot.wait(20)
+    assert late == []

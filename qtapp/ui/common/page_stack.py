@@ -3,7 +3,7 @@ per turn of the event loop."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Signal
 from PySide6.QtWidgets import QAbstractItemView, QGraphicsView, QStackedLayout, QWidget
 from shiboken6 import isValid
 
@@ -79,6 +79,10 @@ class PageStack(QWidget):
         if old is not None:  # first, as QStackedLayout: hiding a page under the new one
             old.hide()  # painted the new one at once, inside this call
         new.show()  # delivers the page's pending resize events
+        # Qt posts each widget it shows an update for a later turn (show_sys): taken after the
+        # switch's paint, they painted the whole page again (each label of the Evaluate, Compare
+        # and Hardware pages two or three times a switch); taken now, they join this paint
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.UpdateLater)
         if self._waiting:
             self._reveal.start()
         new.raise_()

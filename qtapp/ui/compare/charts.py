@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QWidget
 
@@ -100,6 +100,12 @@ class _Chart(pg.PlotWidget):
         self._empty = pg.TextItem("", color="#777", anchor=(0.5, 0.5))
         self._empty.setFont(_font(11))
         self._items: list[pg.GraphicsObject] = []
+        self._fit_later = False  # see fit_in_next_turn
+        self._held = False  # this chart turned its updates off until the fit
+        self._fit_timer = QTimer(self)
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(0)
+        self._fit_timer.timeout.connect(self.finish_fit)
 
     def _clear(self) -> None:
         self.plotItem.clear()
@@ -107,26 +113,45 @@ class _Chart(pg.PlotWidget):
         self.legend.clear()
         self._items = []
 
+    def fit_in_next_turn(self) -> None:
+        """The next drawing is fitted (:meth:`_fit_view`) in the event loop's next turn, with
+        the chart's updates off until then: a drawing and its fit in one turn took 20-35 ms of
+        a quiet core on the Compare page; a paint in between would show the unfitted chart."""
+        self._fit_later = True
+
     def _fit_view(self) -> None:
-        """Auto-range and lay the axes out for their new ticks now, before the first paint.
+        """Auto-range and lay the left axis out for its new ticks, before the first paint.
 
         Left to pyqtgraph, the range is computed inside the paint; the new tick labels then
         widen the left axis, which lays the chart out and paints it again: the Compare page's
         quality chart was painted five times for one drawing, 7-10 ms each on a quiet core."""
         self.enableAutoRange()
+        if self._fit_later and self.isVisible():
+            self._fit_later = False
+            if self.updatesEnabled():
+                self.setUpdatesEnabled(False)
+                self._held = True
+            self._fit_timer.start()
+            return
+        self._fit_later = False
+        self.finish_fit()
+
+    def finish_fit(self) -> None:
+        """Fit now (a fit left for the next turn, before an export reads the chart)."""
+        self._fit_timer.stop()
         view = self.getViewBox()
         view.updateAutoRange()
-        axes = [
-            a for a in (self.getAxis("left"), self.getAxis("bottom")) if isinstance(a, PixmapAxis)
-        ]
-        for axis in axes:
-            axis.prepare()  # its tick labels' width sets the axis's
-        self.plotItem.layout.activate()  # the view's new width: the padding depends on it
-        view.updateAutoRange()
-        for axis in axes:
-            axis.prepare()
+        left = self.getAxis("left")
+        if isinstance(left, PixmapAxis):
+            left.prepare()  # draws its ticks: their labels' width sets the axis's
+            self.plotItem.layout.activate()  # the view's new width: the padding depends on it
+            view.updateAutoRange()
+        if self._held:
+            self._held = False
+            self.setUpdatesEnabled(True)
 
     def _show_empty(self, text: str) -> None:
+        self._fit_later = False  # nothing to fit
         self._empty.setText(text)
         self.addItem(self._empty, ignoreBounds=True)
         self._empty.setPos(0.5, 0.5)

@@ -74,7 +74,7 @@ class Page(QWidget):
         self._chart_timer = QTimer(self)
         self._chart_timer.setSingleShot(True)
         self._chart_timer.setInterval(0)
-        self._chart_timer.timeout.connect(lambda: self._draw_tab(self.tabs.currentIndex()))
+        self._chart_timer.timeout.connect(lambda: self._draw_tab(self.tabs.currentIndex(), True))
         self._build()
         self._open_store()
         self._refresh_timer = QTimer(self)  # coalesces bursts of results_changed
@@ -364,12 +364,18 @@ class Page(QWidget):
         """A chart, drawn with the current data (for exports from a tab not yet shown)."""
         index = {"quality": 0, "speed": 1, "curves": 2}[which]
         self._draw_tab(index)
-        return (self.quality_chart, self.speed_chart, self.curves_chart)[index]
+        chart = (self.quality_chart, self.speed_chart, self.curves_chart)[index]
+        chart.finish_fit()
+        return chart
 
-    def _draw_tab(self, index: int) -> None:
+    def _draw_tab(self, index: int, fit_in_next_turn: bool = False) -> None:
+        """Draw the tab's chart if its data changed; ``fit_in_next_turn``: in two turns, the
+        drawing then its fit (see ``_Chart.fit_in_next_turn``)."""
         if index not in self._stale:
             return
         self._stale.discard(index)
+        if fit_in_next_turn and index in (0, 1, 2):
+            (self.quality_chart, self.speed_chart, self.curves_chart)[index].fit_in_next_turn()
         if index == 0:
             budget, _note = self.budget()
             self.quality_chart.update_rows(
