@@ -24,8 +24,10 @@ def test_points_wait_for_the_redraw_and_a_hidden_chart_prepares_its_axes(qtbot) 
     run = plot._runs["a"]
     assert run.curve is None and plot.dirty()  # no plot item made in the slot
     assert plot.data("a")[0].tolist() == [512, 1024, 1536, 2048, 2560]
-    plot.redraw()
-    assert run.curve is not None and run.band is not None
+    plot.redraw()  # the run's items, in a redraw (an event-loop turn) of their own
+    assert run.curve is not None and run.band is not None and plot.dirty()
+    plot.redraw()  # its points
+    assert not plot.dirty()
     xs, ys = run.curve.getData()
     assert list(xs) == [512, 1024, 1536, 2048, 2560]
     (x0, x1), (y0, y1) = plot.plot.getPlotItem().vb.viewRange()
@@ -36,7 +38,7 @@ def test_points_wait_for_the_redraw_and_a_hidden_chart_prepares_its_axes(qtbot) 
     plot.add_run("b", "first name")
     plot.set_label("b", "Q2_K")
     plot.append("b", 512, 12.0, err=0.3)
-    plot.redraw()
+    plot.redraw_all()
     assert [text.text for _sample, text in plot.legend.items] == ["Q4_K_M", "Q2_K"]
     plot.clear()
     assert plot.runs() == [] and plot.legend.items == []
@@ -49,7 +51,7 @@ def test_a_visible_chart_leaves_its_axes_to_the_paint(qtbot) -> None:
     plot.show()
     qtbot.waitExposed(plot)
     plot.append("a", 1, 0.5)
-    plot.redraw()
+    plot.redraw_all()
     for axis in _axes(plot):  # the range changed: pyqtgraph dropped the picture, paint redraws
         assert axis.picture is None
     qtbot.waitUntil(

@@ -228,12 +228,21 @@ class LivePlot(QWidget):
         return self._settle or any(run.dirty for run in self._runs.values())
 
     def redraw(self) -> None:
-        """Push new points to the curves that changed (the shared timer calls this)."""
+        """Push new points to the curves that changed (the shared timer calls this).
+
+        A new run's plot items are made in a redraw of their own, its points drawn at the
+        next: together, with the chart's paint, they were one turn of 14-22 ms of a quiet
+        core (a 60 ms stall on busy cores). Until then the run stays dirty."""
+        for run in self._runs.values():
+            if run.dirty and run.curve is None:
+                self._make_items(run)
+                return
         for run in self._runs.values():
             if not run.dirty:
                 continue
             run.dirty = False
-            curve = run.curve if run.curve is not None else self._make_items(run)
+            curve = run.curve
+            assert curve is not None
             x = np.asarray(run.xs)
             y = np.asarray(run.ys)
             curve.setData(x, y)
@@ -251,6 +260,11 @@ class LivePlot(QWidget):
         self._settle = False
         if not self.isVisible():
             prepare_paint(self.plot.getPlotItem())
+
+    def redraw_all(self) -> None:
+        """Every pending redraw now (an export draws what the chart holds)."""
+        while self.dirty():
+            self.redraw()
 
     # -- view range ------------------------------------------------------------------------
     def _bounds(self) -> tuple[float, float, float, float] | None:
@@ -345,7 +359,7 @@ class LivePlot(QWidget):
     def export_png(self, path: str | Path, width: int = 1200) -> Path:
         from pyqtgraph.exporters import ImageExporter
 
-        self.redraw()
+        self.redraw_all()
         exporter = ImageExporter(self.plot.getPlotItem())
         exporter.parameters()["width"] = width
         # pyqtgraph ignores QImage.save()'s result: a failed write would pass for success
@@ -357,7 +371,7 @@ class LivePlot(QWidget):
         """pyqtgraph's SVGExporter; Qt's SVG generator where it fails (it does on PySide 6.12)."""
         from pyqtgraph.exporters import SVGExporter
 
-        self.redraw()
+        self.redraw_all()
         target = Path(path)
         try:
             SVGExporter(self.plot.getPlotItem()).export(str(target))
