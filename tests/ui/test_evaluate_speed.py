@@ -127,3 +127,20 @@ def test_the_note_has_room_for_its_runs_so_the_charts_keep_their_size(shown) -> 
         )
         assert lines >= 2 * n  # wrapped, as at the window's usual width
         assert curves.pp_plot.height() == height and curves.tg_plot.height() == height
+
+
+def test_a_queue_of_runs_makes_its_room_once(shown) -> None:
+    """Runs are added one per turn: the room for their errors is made as the queue starts, so
+    the charts do not shrink (and get drawn again) in each of those turns."""
+    from PySide6.QtWidgets import QApplication
+
+    from qtapp.ui.evaluate.speed_charts import SpeedCurves
+
+    curves = shown(SpeedCurves(), 1000, 520)
+    curves.reserve_runs(3)
+    QApplication.processEvents()
+    height = curves.pp_plot.height()
+    for i in range(3):
+        curves.add_run(f"run{i}", f"gemma-3-270m-Q{i}", "#1f77b4")
+        QApplication.processEvents()
+        assert curves.pp_plot.height() == height

@@ -234,6 +234,8 @@ class Page(QWidget):
     def _start(self, models: list[Path], depths: list[int]) -> None:
         """The first model's job now, the others' one per event-loop turn (ui/common/turns)."""
         base = self.controls.base.text() or None
+        if self.controls.speed.isChecked():
+            self.speed.reserve_runs(len(models))
         self._submit(models[0], base, depths)
         for model in models[1:]:
             self._turns.add(lambda model=model: self._submit(model, base, depths))
