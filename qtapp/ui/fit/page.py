@@ -223,9 +223,11 @@ class Page(QWidget):
             self.controls.set_context(min(m.n_ctx_train or 4096, 8192))
             self.controls.blockSignals(False)
         self.figures.open(m, self.recipes, got.weights)
-        self.replan()
         if self._select_after:
+            self.replan()
             self.select_recipe(self._select_after)
+        else:  # the plan in a turn of its own: with the model's card it was a 20-25 ms turn
+            self._replan_timer.start()
         self._request_weights()
         self.figures.request_memory()
 
