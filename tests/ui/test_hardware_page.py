@@ -155,6 +155,9 @@ def test_the_chart_is_laid_out_for_no_gpu_while_its_page_is_hidden(qtbot) -> Non
     chart = page.chart
     assert not chart.util_plot.isVisibleTo(chart)
     assert chart.mem_plot.getPlotItem().titleLabel.text == "Host RAM in use"
+    # laid out while hidden (a hidden widget's layout otherwise waits for its show: the
+    # new width, resize and axes came in the page switch's turn)
+    assert chart.mem_plot.width() > chart.width() * 0.9
     window.show_page("hardware")
     width = chart.mem_plot.width()
     assert width > chart.width() * 0.9  # the whole row at once

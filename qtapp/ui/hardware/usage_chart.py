@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from qtapp.core.hardware.probe import GIB, HardwareReport
@@ -136,6 +137,12 @@ class UsageChart(QWidget):
         has_gpus = bool(self.util_curves)
         if self.util_plot.isVisibleTo(self) != has_gpus:
             self.util_plot.setVisible(has_gpus)  # no GPU: nothing to show there
+            if not self.isVisible():
+                # a hidden widget's layout waits for its show: the memory plot's new width,
+                # its resize and its axes' new ticks came in the page switch's turn (34-57 ms
+                # of a quiet core at the demo tour's start). Laid out and drawn off screen now.
+                self.layout().activate()
+                self.render(QPixmap(self.size()))
         title = "VRAM in use" if has_gpus else "Host RAM in use"
         if self.mem_plot.getPlotItem().titleLabel.text != title:
             self.mem_plot.setTitle(title, color=self._foreground, size="10.5pt")
