@@ -54,6 +54,8 @@ def test_live_curves_table_and_export(page, qtbot, tiny_model: Path, tmp_path: P
 def test_cancel_keeps_points_marked_partial(page, qtbot, tiny_model: Path) -> None:
     page.controls.threads.setValue(1)
     page.queue([tiny_model], None, chunks=0, speed=False)
+    assert page.running()  # its job comes in the next turn (each model in a turn of its own)
+    qtbot.waitUntil(lambda: bool(page.ppl_plot.runs()), timeout=5_000)
     key = page.ppl_plot.runs()[0]
     qtbot.waitUntil(lambda: len(page.ppl_plot.data(key)[0]) >= 1, timeout=30_000)
     with qtbot.waitSignal(page.all_done, timeout=30_000):

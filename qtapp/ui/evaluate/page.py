@@ -232,12 +232,13 @@ class Page(QWidget):
         self.controls.status.setText(f"Not started: {message}")
 
     def _start(self, models: list[Path], depths: list[int]) -> None:
-        """The first model's job now, the others' one per event-loop turn (ui/common/turns)."""
+        """Each model's job in an event-loop turn of its own (ui/common/turns), the first in the
+        turn after this one: here the speed note makes room for them all, which lays the speed
+        charts out and paints them again (with the first run, one 27 ms turn on a quiet core)."""
         base = self.controls.base.text() or None
         if self.controls.speed.isChecked():
             self.speed.reserve_runs(len(models))
-        self._submit(models[0], base, depths)
-        for model in models[1:]:
+        for model in models:
             self._turns.add(lambda model=model: self._submit(model, base, depths))
         if self.controls.task_file.text():
             for model in models:
