@@ -37,8 +37,9 @@ def _page(name: str) -> QWidget:
     return scroll
 
 
-def test_a_switch_shows_one_page_and_paints_each_widget_once(qtbot) -> None:
-    window = QMainWindow()  # as in the app
+def _two_pages(qtbot) -> tuple[QMainWindow, PageStack, list[QWidget]]:
+    """A window (as in the app) whose stack holds two pages, shown on the first."""
+    window = QMainWindow()
     qtbot.addWidget(window)
     stack = PageStack()
     window.setCentralWidget(stack)
@@ -48,6 +49,11 @@ def test_a_switch_shows_one_page_and_paints_each_widget_once(qtbot) -> None:
     window.resize(400, 400)
     window.show()
     qtbot.waitExposed(window)
+    return window, stack, pages
+
+
+def test_a_switch_shows_one_page_and_paints_each_widget_once(qtbot) -> None:
+    _window, stack, pages = _two_pages(qtbot)
     assert stack.currentIndex() == 0 and stack.count() == 2
     assert pages[0].isVisible() and not pages[1].isVisible()
     changed: list[int] = []
@@ -142,16 +148,7 @@ def test_the_shown_widgets_own_updates_are_taken_in_the_switch(qtbot) -> None:
     """Qt posts every widget it shows an ``UpdateLater`` for a later turn (``show_sys``). Taken
     after the switch's paint they painted the page a second time: in the real window, each
     label of the Evaluate, Compare and Hardware pages two or three times per switch."""
-    window = QMainWindow()
-    qtbot.addWidget(window)
-    stack = PageStack()
-    window.setCentralWidget(stack)
-    pages = [_page("first"), _page("second")]
-    for page in pages:
-        stack.addWidget(page)
-    window.resize(400, 400)
-    window.show()
-    qtbot.waitExposed(window)
+    _window, stack, pages = _two_pages(qtbot)
     late: list[QObject] = []
     switched = [False]
 
