@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
-from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from qtapp.core.hardware.probe import GIB, HardwareReport
@@ -138,11 +137,11 @@ class UsageChart(QWidget):
         if self.util_plot.isVisibleTo(self) != has_gpus:
             self.util_plot.setVisible(has_gpus)  # no GPU: nothing to show there
             if not self.isVisible():
-                # a hidden widget's layout waits for its show: the memory plot's new width,
-                # its resize and its axes' new ticks came in the page switch's turn (34-57 ms
-                # of a quiet core at the demo tour's start). Laid out and drawn off screen now.
+                # a hidden widget's layout waits for its show: the memory plot's new width and
+                # its axes' new ticks came in the page switch's turn (34-57 ms of a quiet core
+                # at the demo tour's start). Laid out now; not drawn off screen as well: that
+                # moved a 20-40 ms paint into the turn of the reading, at the tour's start too.
                 self.layout().activate()
-                self.render(QPixmap(self.size()))
         title = "VRAM in use" if has_gpus else "Host RAM in use"
         if self.mem_plot.getPlotItem().titleLabel.text != title:
             self.mem_plot.setTitle(title, color=self._foreground, size="10.5pt")
