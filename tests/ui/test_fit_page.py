@@ -43,7 +43,10 @@ def test_open_plan_and_exact_figures(qtbot, page: Page, tiny_model: Path) -> Non
     assert model.index(0, 0).data() == "current file"
     # all rows' weights came from llama.cpp's dry run, KV/compute from its dry load
     assert all(r.weights_exact for r in page.plan.rows if r.type != "Q2_0")
-    assert page.plan.rows[0].memory_exact
+    # the dry load's figures reach the plan a turn or two after its job ends (planned in a
+    # thread first, then here): the job done is not yet the plan made (failed once of many
+    # runs under a loaded full suite)
+    qtbot.waitUntil(lambda: page.plan.rows[0].memory_exact, timeout=10000)
     assert "exact" in page.exact_label.text()
     assert page.banner.isVisible() and page.plan.recommended in page.banner.title.text()
 
