@@ -39,3 +39,21 @@ def test_flush_runs_the_rest_now_and_clear_drops_it(qtbot) -> None:  # type: ign
     turns.add(lambda: done.append("d"))  # calls run in order: "c" would come before it
     qtbot.waitUntil(lambda: "d" in done, timeout=5000)
     assert done == ["a", "b", "d"]
+
+
+def test_a_paint_hold_releases_only_what_it_turned_off(qtbot) -> None:
+    from PySide6.QtWidgets import QWidget
+
+    from qtapp.ui.common.turns import PaintHold
+
+    mine, theirs = QWidget(), QWidget()
+    qtbot.addWidget(mine)
+    qtbot.addWidget(theirs)
+    theirs.setUpdatesEnabled(False)  # kept off by someone else (the page stack)
+    holds = [PaintHold(mine), PaintHold(theirs)]
+    for hold in holds:
+        hold.hold()
+    assert not mine.updatesEnabled() and not theirs.updatesEnabled()
+    for hold in holds:
+        hold.release()
+    assert mine.updatesEnabled() and not theirs.updatesEnabled()

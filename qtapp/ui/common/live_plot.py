@@ -29,6 +29,7 @@ from qtapp.ui.common.live_plot_parts import (
     redraw_queue,
     remove_from_queue,
 )
+from qtapp.ui.common.turns import PaintHold
 
 #: one colour per run, distinguishable and readable on light and dark backgrounds
 PALETTE = [
@@ -135,7 +136,7 @@ class LivePlot(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
         self.log_y = log_y
-        self._held = False  # this chart turned its updates off until its axes are drawn
+        self._hold = PaintHold(self.plot)  # updates off until the new axes are drawn
         self._stage = 0
         self._stage_timer = QTimer(self)
         self._stage_timer.setSingleShot(True)
@@ -280,9 +281,7 @@ class LivePlot(QWidget):
         """This turn the data, the next the new range's axes (``prepare_paint``), the one after
         the paint, with the chart's updates off until then: a redraw that moved the view was
         one turn of 20-25 ms of a quiet core, a 52-70 ms stall on busy cores."""
-        if self.plot.updatesEnabled():
-            self.plot.setUpdatesEnabled(False)
-            self._held = True
+        self._hold.hold()
         self._stage = 1
         self._stage_timer.start()
 
@@ -293,9 +292,7 @@ class LivePlot(QWidget):
             self._stage_timer.start()
             return
         self._stage = 0
-        if self._held:
-            self._held = False
-            self.plot.setUpdatesEnabled(True)
+        self._hold.release()
 
     def redraw_all(self) -> None:
         """Every pending redraw now (an export draws what the chart holds)."""

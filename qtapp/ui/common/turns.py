@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QWidget
 
 
 class TurnQueue(QObject):
@@ -48,3 +49,23 @@ class TurnQueue(QObject):
             self._calls.popleft()()
         if self._calls:
             self._timer.start()
+
+
+class PaintHold:
+    """A widget's updates off until :meth:`release`, while work that changes its picture is
+    spread over event-loop turns (a paint in between would show it half done). Holds only
+    what it turned off itself: a widget someone else keeps off (PageStack) stays theirs."""
+
+    def __init__(self, widget: QWidget) -> None:
+        self.widget = widget
+        self.held = False
+
+    def hold(self) -> None:
+        if self.widget.updatesEnabled():
+            self.widget.setUpdatesEnabled(False)
+            self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.widget.setUpdatesEnabled(True)

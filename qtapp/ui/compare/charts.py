@@ -21,6 +21,7 @@ from qtapp.core.results.svgchart import PALETTE
 from qtapp.core.tailor.recipe import is_tailored
 from qtapp.ui.common.axes import PixmapAxis, chart_axes
 from qtapp.ui.common.live_plot_parts import light_grid
+from qtapp.ui.common.turns import PaintHold
 
 SERIES_TITLES = {
     "ppl": ("running PPL", "tokens"),
@@ -101,7 +102,7 @@ class _Chart(pg.PlotWidget):
         self._empty.setFont(_font(11))
         self._items: list[pg.GraphicsObject] = []
         self._fit_later = False  # see fit_in_next_turn
-        self._held = False  # this chart turned its updates off until the fit
+        self._hold = PaintHold(self)  # updates off until the fit
         self._fit_timer = QTimer(self)
         self._fit_timer.setSingleShot(True)
         self._fit_timer.setInterval(0)
@@ -128,9 +129,7 @@ class _Chart(pg.PlotWidget):
         self.enableAutoRange()
         if self._fit_later and self.isVisible():
             self._fit_later = False
-            if self.updatesEnabled():
-                self.setUpdatesEnabled(False)
-                self._held = True
+            self._hold.hold()
             self._fit_timer.start()
             return
         self._fit_later = False
@@ -146,9 +145,7 @@ class _Chart(pg.PlotWidget):
             left.prepare()  # draws its ticks: their labels' width sets the axis's
             self.plotItem.layout.activate()  # the view's new width: the padding depends on it
             view.updateAutoRange()
-        if self._held:
-            self._held = False
-            self.setUpdatesEnabled(True)
+        self._hold.release()
 
     def _show_empty(self, text: str) -> None:
         self._fit_later = False  # nothing to fit
