@@ -94,8 +94,9 @@ DEFAULT_CRASH_HINT = (
 )
 
 
-#: a job the window started runs this much nicer than the window (POSIX). In the window's own
-#: session (Job.start) that weighs it against the window's threads only, not other programs.
+#: a job the window started runs this much nicer than the window (POSIX): where processes share
+#: the CPU by their nice values (no autogroup, or a desktop's cgroup per app) it yields to the
+#: window; under autogroup its session of its own (Job.start) keeps it off the window's share.
 WINDOW_JOB_NICENESS = 19
 
 _window_process = False
@@ -163,13 +164,11 @@ class Job:
                 flags |= subprocess.BELOW_NORMAL_PRIORITY_CLASS  # type: ignore[attr-defined]
             kwargs["creationflags"] = flags
         else:
-            # A process group of its own (cancel signals the group), in the window's session:
-            # with Linux's autogroup scheduling the CPU is shared between sessions first, so a
-            # session per child would give every job the window's own share, however niced.
-            if sys.version_info >= (3, 11):
-                kwargs["process_group"] = 0
-            else:  # pragma: no cover - Python 3.10
-                kwargs["start_new_session"] = True
+            # A session of its own, which is also a process group of its own (cancel signals
+            # the group). With Linux's autogroup scheduling the CPU is shared between sessions
+            # first: a job in the window's session spent the window's share, and the GUI thread
+            # then waited behind other programs for a CPU (BENCHMARKS.md, 2026-12-07 09:00).
+            kwargs["start_new_session"] = True
         self._proc = subprocess.Popen(
             worker_command(),
             stdin=subprocess.PIPE,
