@@ -106,6 +106,27 @@ def test_all_done_then_next_batch(qtbot, page: Page, tiny_model: Path) -> None:
     assert called == ["base"]  # a callback runs once
 
 
+def test_a_jobs_row_first_its_job_in_a_later_turn(qtbot, page: Page, tiny_model: Path) -> None:
+    """A child competes for the CPU from its start: the window lays out the row first."""
+    (out,) = page.queue(tiny_model, ["Q4_0"])
+    (row,) = page.rows
+    assert row.state == "queued" and page.ctx.jobs.current is None
+    with qtbot.waitSignal(page.all_done, timeout=30000):
+        pass
+    assert row.state == "finished" and out.exists()
+
+
+def test_cancel_before_the_job_is_submitted(qtbot, page: Page, tiny_model: Path) -> None:
+    outputs = page.queue(tiny_model, ["Q4_0", "Q8_0"])
+    first = page.rows[0]
+    page.cancel_row(first)  # in the queue's own turn: its job is not submitted yet
+    assert first.state == "cancelled"
+    with qtbot.waitSignal(page.all_done, timeout=30000):
+        pass
+    assert [r.state for r in page.rows] == ["cancelled", "finished"]
+    assert not outputs[0].exists() and outputs[1].exists()
+
+
 def test_existing_output_is_kept_without_consent(qtbot, page: Page, tiny_model: Path) -> None:
     with qtbot.waitSignal(page.all_done, timeout=30000):
         (out,) = page.queue(tiny_model, ["Q4_0"])
