@@ -139,7 +139,9 @@ class _Cursor:
         self.fh = fh
         self.path = path
         self.file_size = file_size
-        self.buf = bytearray(fh.read(min(file_size, first_chunk)))
+        # the bytes as read, not copied into a bytearray: a 16 MiB copy holds the GIL (12 ms,
+        # and the window's GUI thread waits for it); copied only if the header needs more
+        self.buf: bytes | bytearray = fh.read(min(file_size, first_chunk))
         self.pos = 0
         self.end = len(self.buf)
 
@@ -162,6 +164,8 @@ class _Cursor:
         more = self.fh.read(want - self.end)
         if self.end + len(more) < upto:  # the file shrank while we read it
             raise self.fail(f"the file ends inside {what} (truncated?)")
+        if not isinstance(self.buf, bytearray):
+            self.buf = bytearray(self.buf)
         self.buf += more  # in place: a bytearray grows without copying what it holds
         self.end = len(self.buf)
 
