@@ -97,7 +97,7 @@ class GGUFFile:
 _QUICK_SKIP_MIN = 4096
 
 
-def _skip_short_strings(buf: bytearray, pos: int, end: int, count: int) -> int | None:
+def _skip_short_strings(buf: bytes | bytearray, pos: int, end: int, count: int) -> int | None:
     """Where ``count`` strings starting at ``pos`` end, found with numpy (~15 ms for Gemma's
     262k tokens, where a walk in Python takes ~65 ms holding the GIL the window needs to
     paint); None: walk them.
@@ -201,11 +201,11 @@ class _Cursor:
         for _ in range(count):
             if pos + 8 > end:
                 self.grow(pos + 8, what)
-                end = self.end
+                buf, end = self.buf, self.end  # the first growth replaces the bytes read first
             pos += 8 + length(buf, pos)[0]
             if pos > end:
                 self.grow(pos, what)
-                end = self.end
+                buf, end = self.buf, self.end
         self.pos = pos
 
     def value(self, vtype: int, key: str, depth: int = 0) -> Any:
