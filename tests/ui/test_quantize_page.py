@@ -125,6 +125,10 @@ def test_cancel_before_the_job_is_submitted(qtbot, page: Page, tiny_model: Path)
         pass
     assert [r.state for r in page.rows] == ["cancelled", "finished"]
     assert not outputs[0].exists() and outputs[1].exists()
+    page.queue(tiny_model, ["Q4_0"])  # one job (its file not made), cancelled at once: all done
+    with qtbot.waitSignal(page.all_done, timeout=10000):
+        page.cancel_row(page.rows[-1])
+    assert page.rows[-1].state == "cancelled"
 
 
 def test_existing_output_is_kept_without_consent(qtbot, page: Page, tiny_model: Path) -> None:

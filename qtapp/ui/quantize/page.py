@@ -300,6 +300,7 @@ class Page(QWidget):
 
     def _submit(self, row: JobRow, spec: JobSpec) -> None:
         if id(row) not in self._unsubmitted:  # cancelled before its turn came
+            self._maybe_all_done()  # the cancel could not tell: this turn was still pending
             return
         self._unsubmitted.discard(id(row))
         runner = self.ctx.jobs.submit(
