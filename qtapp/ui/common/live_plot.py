@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from qtapp.ui.common.axes import PixmapAxis, chart_widget
@@ -29,7 +29,7 @@ from qtapp.ui.common.live_plot_parts import (
     redraw_queue,
     remove_from_queue,
 )
-from qtapp.ui.common.turns import PaintHold
+from qtapp.ui.common.turns import PaintHold, TurnQueue
 
 #: one colour per run, distinguishable and readable on light and dark backgrounds
 PALETTE = [
@@ -137,11 +137,7 @@ class LivePlot(QWidget):
         layout.addWidget(self.plot)
         self.log_y = log_y
         self._hold = PaintHold(self.plot)  # updates off until the new axes are drawn
-        self._stage = 0
-        self._stage_timer = QTimer(self)
-        self._stage_timer.setSingleShot(True)
-        self._stage_timer.setInterval(0)
-        self._stage_timer.timeout.connect(self._next_stage)
+        self._stages = TurnQueue(self)  # the new range's axes, then the paint
         queue = redraw_queue()
         queue.plots.append(self)
         self.destroyed.connect(lambda *_: remove_from_queue(self))
@@ -282,17 +278,9 @@ class LivePlot(QWidget):
         the paint, with the chart's updates off until then: a redraw that moved the view was
         one turn of 20-25 ms of a quiet core, a 52-70 ms stall on busy cores."""
         self._hold.hold()
-        self._stage = 1
-        self._stage_timer.start()
-
-    def _next_stage(self) -> None:
-        if self._stage == 1:
-            prepare_paint(self.plot.getPlotItem())
-            self._stage = 2
-            self._stage_timer.start()
-            return
-        self._stage = 0
-        self._hold.release()
+        self._stages.clear()  # a redraw before the last one's paint: its stages start over
+        self._stages.add(lambda: prepare_paint(self.plot.getPlotItem()))
+        self._stages.add(self._hold.release)
 
     def redraw_all(self) -> None:
         """Every pending redraw now (an export draws what the chart holds)."""
