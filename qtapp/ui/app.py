@@ -49,12 +49,23 @@ def give_the_window_priority(on: bool = True) -> None:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL if on else 0.005)
 
 
+def keep_painting_on_the_gui_thread() -> None:
+    """Qt's raster engine hands every fill of 96 or more spans (a page's background, a chart's
+    area) and every large image scale to a pool of threads, and the GUI thread waits for them.
+    On busy cores that wait is a ping-pong of wake-ups in which the GUI thread is blocked while
+    the pool's threads queue for a CPU: 50-100 ms stalls with no GUI CPU at all in the demo tour
+    (bench/gui_stalls.py, BENCHMARKS.md). Qt reads the switch at the pool's first use, so this
+    runs before the first paint; a value already in the environment is kept."""
+    os.environ.setdefault("QT_NO_GUI_THREADPOOL", "1")
+
+
 def create_app() -> object:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from qtapp.core.app.paths import resources_dir
 
+    keep_painting_on_the_gui_thread()
     app = QApplication.instance() or QApplication(sys.argv)
     from qtapp.ui.common import gc_guard
 

@@ -154,3 +154,39 @@ def test_the_window_process_gives_its_gui_thread_priority() -> None:
         give_the_window_priority(False)
     assert not Job(JobSpec("echo", {})).yield_to_window
     assert sys.getswitchinterval() == pytest.approx(0.005)
+
+
+PAINT_A_LARGE_AREA = """
+import os
+from qtapp.ui.app import create_app
+app = create_app()
+from PySide6.QtCore import QRectF
+from PySide6.QtGui import QColor, QImage, QPainter
+image = QImage(1200, 900, QImage.Format.Format_ARGB32_Premultiplied)
+image.fill(0)
+painter = QPainter(image)  # a chart's translucent, antialiased area: Qt blends it span by span
+painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+painter.setBrush(QColor(0, 0, 255, 128))
+painter.drawEllipse(QRectF(10, 10, 1100, 800))
+painter.end()
+threads = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print("pool threads:", sum("pooled" in name for name in threads))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads thread names in /proc")
+def test_the_window_paints_on_its_own_thread(quantlens_home) -> None:
+    """Qt's raster engine would hand a large fill to its pool of threads and wait for them: on
+    busy cores that wait blocked the GUI thread for 50-100 ms. The app keeps fills on its
+    thread, so painting a large translucent area starts no pool thread."""
+    env = {k: v for k, v in os.environ.items() if k != "QT_NO_GUI_THREADPOOL"}
+    env.update(QT_QPA_PLATFORM="offscreen", QUANTLENS_HOME=str(quantlens_home))
+    proc = subprocess.run(
+        [sys.executable, "-c", PAINT_A_LARGE_AREA],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "pool threads: 0" in proc.stdout, proc.stdout
