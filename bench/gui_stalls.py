@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -31,7 +32,11 @@ import traceback
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("QUANTLENS_HOME", tempfile.mkdtemp(prefix="quantlens-stalls-"))
+# a home of its own, removed at the end (the tour writes about 1.5 GB: the demo model, the F16
+# base and three quants); a QUANTLENS_HOME given by the caller is kept
+OWN_HOME = "" if os.environ.get("QUANTLENS_HOME") else tempfile.mkdtemp(prefix="quantlens-stalls-")
+if OWN_HOME:
+    os.environ["QUANTLENS_HOME"] = OWN_HOME
 os.environ.setdefault("QUANTLENS_NO_DIALOGS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the app's entry point sets it
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +205,9 @@ def main() -> int:
         loop = QEventLoop()
         poll = QTimer()
         poll.setInterval(50)
-        poll.timeout.connect(lambda: loop.quit() if condition() else None)  # type: ignore[operator]
+        poll.timeout.connect(  # the deadline too: a failed step never meets its condition
+            lambda: loop.quit() if condition() or time.monotonic() > deadline else None  # type: ignore[operator]
+        )
         poll.start()
         while not condition():  # type: ignore[operator]
             if time.monotonic() > deadline:
@@ -267,5 +274,13 @@ def main() -> int:
     return 0
 
 
+def _main() -> int:
+    try:
+        return main()
+    finally:
+        if OWN_HOME:
+            shutil.rmtree(OWN_HOME, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(_main())
