@@ -52,12 +52,28 @@ def test_tour_walks_every_page(qtbot, window: MainWindow, tiny_model: Path) -> N
             else:
                 assert tour.quantize_queued, tour.note
     assert visited == [s.page for s in TOUR_STEPS]
-    assert tour.panel.next_button.text() == "Finish"
+    # the card follows its page one turn later
+    qtbot.waitUntil(lambda: tour.panel.next_button.text() == "Finish", timeout=5000)
+    assert tour.panel.badge.text().endswith(f"{len(TOUR_STEPS)} of {len(TOUR_STEPS)}")
     qtbot.mouseClick(tour.panel.back_button, Qt.MouseButton.LeftButton)
     assert window.current_page_key() == TOUR_STEPS[-2].page
     with qtbot.waitSignal(tour.finished):
         tour.close()
     assert tour.panel is None
+
+
+def test_card_follows_its_page_a_turn_later(qtbot, window: MainWindow, tiny_model: Path) -> None:  # type: ignore[no-untyped-def]
+    """A step's page switches and paints in one turn, the card's new text in the next: the two
+    in one turn were the tour's longest turn (60-69 ms on two busy cores)."""
+    tour = _start(qtbot, window)
+    first = tour.panel.badge.text()
+    assert first.startswith("Demo tour · 1 of")
+    tour.next()
+    assert window.current_page_key() == TOUR_STEPS[1].page
+    assert tour.panel.badge.text() == first  # not in the page switch's turn
+    qtbot.waitUntil(lambda: tour.panel.badge.text().startswith("Demo tour · 2 of"), timeout=5000)
+    assert tour.panel.title.text() == TOUR_STEPS[1].title
+    tour.close()
 
 
 class FakeQuantize:

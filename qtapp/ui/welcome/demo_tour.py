@@ -156,6 +156,8 @@ class DemoTour(QObject):
 
     # -- navigation ----------------------------------------------------------------------------
     def start(self) -> None:
+        self.index = 0
+        self._refresh_panel()  # the card shows with its text (go refreshes it a turn later)
         if self.panel is not None:
             self.panel.show()
         self.go(0)
@@ -169,7 +171,9 @@ class DemoTour(QObject):
         if step.action:
             self._actions.append(step.action)
             QTimer.singleShot(self.ACTION_DELAY_MS, self, self._act)
-        self._refresh_panel()
+        # the card's new text in the next turn: its layout and paint (5-8 ms) with the page's
+        # switch and paint (6-11 ms) were one turn, 60-69 ms on two busy cores (BENCHMARKS.md)
+        QTimer.singleShot(0, self, self._refresh_panel)
         self.step_changed.emit(index)
 
     def actions_pending(self) -> bool:
