@@ -53,9 +53,9 @@ def keep_painting_on_the_gui_thread() -> None:
     """Qt's raster engine hands every fill of 96 or more spans (a page's background, a chart's
     area) and every large image scale to a pool of threads, and the GUI thread waits for them.
     On busy cores that wait is a ping-pong of wake-ups in which the GUI thread is blocked while
-    the pool's threads queue for a CPU: 50-100 ms stalls with no GUI CPU at all in the demo tour
-    (bench/gui_stalls.py, BENCHMARKS.md). Qt reads the switch at the pool's first use, so this
-    runs before the first paint; a value already in the environment is kept."""
+    the pool's threads queue for a CPU: up to 2,300 switches a second, one stretch of 220 ms in
+    the demo tour (perf sched; BENCHMARKS.md, 2026-12-07 12:00). Qt reads the switch at the
+    pool's first use, so this runs before the first paint; a value already set is kept."""
     os.environ.setdefault("QT_NO_GUI_THREADPOOL", "1")
 
 
