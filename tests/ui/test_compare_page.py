@@ -284,3 +284,15 @@ def test_the_pages_chart_is_drawn_then_fitted_in_the_next_turn(page: Page, qtbot
         QApplication.processEvents()
     assert chart.getViewBox().viewRange() == [pytest.approx(r, rel=1e-6) for r in ranged]
     assert chart.getAxis("left").minimumWidth() == width
+
+
+def test_drawing_one_tab_builds_no_other_tabs_chart(page: Page, qtbot) -> None:
+    """The speed and curves charts are built when their tab is first drawn, not with the
+    quality chart's drawing (each is a PlotWidget: tens of ms of the GUI thread)."""
+    page._stale.add(0)
+    page._draw_tab(0, True)
+    qtbot.waitUntil(page.quality_chart.updatesEnabled, timeout=5000)
+    assert page._speed_chart is None and page._curves_chart is None
+    page.tabs.setCurrentIndex(1)
+    assert page._speed_chart is not None and page._curves_chart is None
+    assert page.chart("curves") is page._curves_chart is not None

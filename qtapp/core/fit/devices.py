@@ -11,12 +11,13 @@ import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qtapp.core.errors import QuantLensError
 
-if TYPE_CHECKING:
-    from qtapp.core.fit.cuda_overhead import MeasuredOverhead
+# at import, not in the first plan: its own imports (statistics: decimal, fractions, random)
+# were 13 ms of the window's first plan on the GUI thread
+from qtapp.core.fit.cuda_overhead import MeasuredOverhead, measured_overheads
 
 MIB = 1024**2
 GIB = 1024**3
@@ -121,8 +122,6 @@ def parse_memory_size(text: str, what: str = "host RAM") -> int:
 def devices_from_report(report: Any, use: list[int] | None = None) -> list[Device]:
     """CUDA devices from a ``qtapp.core.hardware.probe.HardwareReport`` (NVML or replay), each
     with the CUDA overhead the user's evaluations measured on its model and driver, if any."""
-    from qtapp.core.fit.cuda_overhead import measured_overheads
-
     driver = getattr(report, "driver_version", None)
     overheads = measured_overheads() if driver and getattr(report, "gpus", None) else {}
     out: list[Device] = []

@@ -78,7 +78,7 @@ class Page(QWidget):
         self._replan_timer = QTimer(self, singleShot=True, interval=0)
         self._replan_timer.timeout.connect(self.replan)
         self.figures = ExactFigureJobs(self.controls.settings, self)
-        self.figures.updated.connect(self._on_figures)
+        self.figures.updated.connect(self._plan_in_a_thread_first)
         self.figures.status.connect(self.exact_label.setText)
         self._exact_timer = QTimer(self, singleShot=True, interval=EXACT_DELAY_MS)
         self._exact_timer.timeout.connect(self.figures.request_memory)
@@ -226,8 +226,8 @@ class Page(QWidget):
         if self._select_after:
             self.replan()
             self.select_recipe(self._select_after)
-        else:  # the plan in a turn of its own: with the model's card it was a 20-25 ms turn
-            self._replan_timer.start()
+        else:  # not in this turn: with the model's card it was a 20-25 ms turn
+            self._plan_in_a_thread_first()
         self._request_weights()
         self.figures.request_memory()
 
@@ -261,12 +261,13 @@ class Page(QWidget):
         assert self.model is not None
         return targets_for(self.model, self.recipes, self.quality)
 
-    def _on_figures(self) -> None:
-        """New exact figures: a plan is made from them in a thread first, then again here.
+    def _plan_in_a_thread_first(self) -> None:
+        """A new model or new exact figures: a plan is made in a thread first, then again here.
 
-        The first plan with new weights sums each type's tensors (memoized per weights): on the
-        GUI thread that was 25-50 ms of one turn when the dry run's figures came in. The plan
-        made here afterwards finds the sums made."""
+        The first plan with new weights sums each type's tensors (memoized per weights) and
+        imports the planner's lazy modules: on the GUI thread that was 25-50 ms of one turn
+        when the dry run's figures came in, 16 ms for a new model's first plan. The plan made
+        here afterwards finds the sums made."""
         inp = self.inputs()
         if inp is None:
             return
