@@ -226,8 +226,8 @@ class Page(QWidget):
         if self._select_after:
             self.replan()
             self.select_recipe(self._select_after)
-        else:  # not in this turn: with the model's card it was a 20-25 ms turn
-            self._plan_in_a_thread_first()
+        else:  # the plan in a turn of its own: with the model's card it was a 20-25 ms turn
+            self._replan_timer.start()
         self._request_weights()
         self.figures.request_memory()
 
@@ -262,12 +262,13 @@ class Page(QWidget):
         return targets_for(self.model, self.recipes, self.quality)
 
     def _plan_in_a_thread_first(self) -> None:
-        """A new model or new exact figures: a plan is made in a thread first, then again here.
+        """New exact figures: a plan is made from them in a thread first, then again here.
 
-        The first plan with new weights sums each type's tensors (memoized per weights) and
-        imports the planner's lazy modules: on the GUI thread that was 25-50 ms of one turn
-        when the dry run's figures came in, 16 ms for a new model's first plan. The plan made
-        here afterwards finds the sums made."""
+        The first plan with new weights sums each type's tensors (memoized per weights): on the
+        GUI thread that was 25-50 ms of one turn when the dry run's figures came in. The plan
+        made here afterwards finds the sums made. (Not for a new model's first plan, 11 ms here
+        on a quiet core: a thread's plan then ran beside the tour's first turns, and these
+        turns' stalls had 37-42 ms of blocked GUI thread, waiting for the GIL.)"""
         inp = self.inputs()
         if inp is None:
             return
