@@ -78,7 +78,7 @@ class Page(QWidget):
         self._replan_timer = QTimer(self, singleShot=True, interval=0)
         self._replan_timer.timeout.connect(self.replan)
         self.figures = ExactFigureJobs(self.controls.settings, self)
-        self.figures.updated.connect(self._plan_in_a_thread_first)
+        self.figures.updated.connect(self._on_figures)
         self.figures.status.connect(self.exact_label.setText)
         self._exact_timer = QTimer(self, singleShot=True, interval=EXACT_DELAY_MS)
         self._exact_timer.timeout.connect(self.figures.request_memory)
@@ -261,7 +261,7 @@ class Page(QWidget):
         assert self.model is not None
         return targets_for(self.model, self.recipes, self.quality)
 
-    def _plan_in_a_thread_first(self) -> None:
+    def _on_figures(self) -> None:
         """New exact figures: a plan is made from them in a thread first, then again here.
 
         The first plan with new weights sums each type's tensors (memoized per weights): on the
