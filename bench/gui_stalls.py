@@ -1,6 +1,7 @@
 """How long does the window's event loop stall during the whole demo tour, on busy cores?
 
     python3 bench/gui_stalls.py [--busy 2] [--same-session] [--trace] [--size WxH] [--screenshots D]
+                                [--turns N]
 
 Opens the real main window offscreen (create_app(), so the theme and the GUI-thread garbage
 collector are the app's own), starts `--busy` processes that spin on the CPU (2 = every core of
@@ -15,7 +16,9 @@ on Linux splits each stall over 50 ms into the GUI thread's own CPU time, its wa
 the run queue, and the rest (waiting for the GIL or a lock, for the disk, or idle until the tick).
 
 Prints the tick count, the 99th percentile gap, the longest gap, the gaps over 50 ms and the
-tour's wall time. To measure another checkout, run this file with PYTHONPATH pointing at it.
+tour's wall time; with `--turns N` also the N turns of the GUI thread that took the most CPU,
+each with the event that started it and the Python stacks seen during it. To measure another
+checkout, run this file with PYTHONPATH pointing at it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # a home of its own, removed at the end (the tour writes about 1.5 GB: the demo model, the F16
@@ -126,6 +130,86 @@ class StallMeter:
         threading.Thread(target=run, daemon=True, name="stall-watch").start()
 
 
+class TurnProfiler:
+    """``--turns``: the GUI thread's CPU time per turn (per top-level event it handles), with the
+    Python stacks a sampler thread saw during the turn, to find what a stall was made of.
+
+    Every event then passes through a Python ``notify`` (nested ones too), which inflates the
+    stalls and the turns a little; the turns' order holds. The bench's own ``tour.next()`` calls
+    run between events and are not counted."""
+
+    def __init__(self) -> None:
+        self.turns: list[tuple[float, float, str, dict[str, int]]] = []  # cpu ms, at, what
+        self._depth = 0
+        self._since: float | None = None
+        self._stacks: dict[str, int] = {}
+        self._gui = threading.get_ident()
+        self.app: object = None  # the QApplication that reports to it
+        threading.Thread(target=self._sample, daemon=True, name="turn-sampler").start()
+
+    @classmethod
+    def install(cls) -> TurnProfiler:
+        """Make the QApplication (before create_app(), which then takes it as it is)."""
+        from PySide6.QtWidgets import QApplication
+
+        from qtapp.ui.app import keep_painting_on_the_gui_thread
+
+        keep_painting_on_the_gui_thread()  # as create_app() does before making the app
+        profiler = cls()
+
+        class _App(QApplication):
+            def notify(self, receiver: object, event: object) -> bool:  # noqa: N802 - Qt
+                return profiler.around(super().notify, receiver, event)
+
+        profiler.app = _App(sys.argv[:1])
+        return profiler
+
+    def around(self, deliver: Any, receiver: object, event: Any) -> bool:
+        if self._depth:  # an event sent from inside a turn: part of that turn
+            self._depth += 1
+            try:
+                return deliver(receiver, event)
+            finally:
+                self._depth -= 1
+        cpu0, at = time.thread_time(), time.perf_counter()
+        self._stacks, self._since, self._depth = {}, at, 1
+        try:
+            return deliver(receiver, event)
+        finally:
+            self._depth, self._since = 0, None
+            cpu = (time.thread_time() - cpu0) * 1000
+            if cpu >= 2:
+                kind = getattr(event.type(), "name", str(event.type()))
+                what = f"{kind} to {type(receiver).__name__}"
+                self.turns.append((cpu, at, what, self._stacks))
+
+    def _sample(self) -> None:
+        while True:
+            time.sleep(0.002)
+            since = self._since
+            if since is None or time.perf_counter() - since < 0.002:
+                continue
+            frame = sys._current_frames().get(self._gui)
+            if frame is None:
+                continue
+            frames = [
+                f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                for f in traceback.extract_stack(frame)
+                if Path(f.filename).name not in ("gui_stalls.py", "runpy.py")
+            ]
+            key = " < ".join(reversed(frames[-7:]))
+            self._stacks[key] = self._stacks.get(key, 0) + 1
+
+    def report(self, count: int, since: float) -> None:
+        """The ``count`` turns with the most CPU after ``since`` (the meter's start)."""
+        turns = sorted((t for t in self.turns if t[1] >= since), key=lambda t: -t[0])
+        print(f"the {min(count, len(turns))} longest of {len(turns)} turns over 2 ms of CPU:")
+        for cpu, at, what, stacks in turns[:count]:
+            print(f"  {cpu:5.1f} ms CPU at {at - since:6.2f} s: {what}")
+            for stack, n in sorted(stacks.items(), key=lambda kv: -kv[1])[:3]:
+                print(f"      {n} x {stack[:400]}")
+
+
 class _SchedStat:
     """The GUI thread's CPU time and run-queue wait since the last read, in ms (Linux's
     /proc/<pid>/task/<tid>/schedstat; nothing elsewhere)."""
@@ -171,6 +255,9 @@ def main() -> int:
     parser.add_argument(
         "--screenshots", default="", help="folder: save the Evaluate and Compare pages at the end"
     )
+    parser.add_argument(
+        "--turns", type=int, default=0, help="print the N turns of the GUI thread with most CPU"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -187,6 +274,7 @@ def main() -> int:
     for proc in spinners:
         proc.start()
 
+    turns = TurnProfiler.install() if args.turns else None
     app = create_app()
     win = MainWindow()
     width, height = (int(v) for v in args.size.split("x"))
@@ -261,6 +349,8 @@ def main() -> int:
             f"in the stalls over 50 ms the GUI thread ran {cpu:.0f} ms, waited {wait:.0f} ms "
             f"for a CPU and {rest:.0f} ms for anything else"
         )
+    if turns is not None:
+        turns.report(args.turns, t0)
     if args.screenshots:  # after the meter stopped: the pages as the tour left them
         out = Path(args.screenshots)
         out.mkdir(parents=True, exist_ok=True)
