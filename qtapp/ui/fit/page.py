@@ -268,7 +268,7 @@ class Page(QWidget):
         GUI thread that was 25-50 ms of one turn when the dry run's figures came in. The plan
         made here afterwards finds the sums made. (Not for a new model's first plan, 11 ms here
         on a quiet core: a thread's plan then ran beside the tour's first turns, and these
-        turns' stalls had 37-42 ms of blocked GUI thread, waiting for the GIL.)"""
+        turns' stalls had 37-42 ms of blocked GUI thread, most likely waiting for the GIL.)"""
         inp = self.inputs()
         if inp is None:
             return
